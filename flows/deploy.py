@@ -1,0 +1,585 @@
+"""The deploy flow: one environment, one commit, every boundary crossed in order, with evidence.
+
+build → in-image gate → push → migration lint → migrate → verify columns → config gate →
+deploy versions → shift traffic → smoke → log scan → ground truth → (canary bake) → record.
+
+Gates before the alias moves block and change nothing; any trigger after it moves restores
+the alias to the recorded previous version and proves it by reading it back. Migrations are
+expand-only and are not rolled back. Every attempt is in the ledger, whatever its end.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import get_run_context
+
+from gangway.config import DeployConfig, gangway_home, load_config
+from gangway.errors import ConfigError, GangwayError
+from gangway.evidence import GateFailed, GateResult, Status, Strength
+from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan, render_plan
+from gangway.render import gate_markdown
+from tasks import lambda_deploy, migrations, steps
+from tasks.env_lock import deploy_lock
+from tasks.ledger import DeployRecord, FunctionMove, Ledger, Outcome, StepRecord
+from tasks.source import SourceRevision, checkout_tree, resolve_sha, source_revision
+
+T = TypeVar("T")
+
+
+class DeployFailed(GangwayError):
+    """A deploy that was blocked, rolled back or failed; carries its ledger record."""
+
+    boundary = "deploy"
+
+    def __init__(self, record: DeployRecord, message: str, **kwargs: str) -> None:
+        self.record = record
+        super().__init__(message, **kwargs)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the world looks like before the deploy (all read-only)."""
+
+    live: dict[str, lambda_deploy.LiveFunction]
+    migrations: migrations.MigrationPlan
+
+
+def resolve_source(config: DeployConfig, sha: str | None) -> tuple[DeployConfig, SourceRevision]:
+    """The revision to deploy and a config whose build context and migrations hold its tree."""
+    tracked = [config.build_context, config.migrations_dir]
+    head = source_revision(config.root, tracked)
+    if sha is None:
+        return config, head
+    full = resolve_sha(config.root, sha)
+    if full == head.sha and not head.dirty:
+        return config, head
+    rel = [
+        str(config.service.build.context),
+        str(config.service.migrations),
+    ]
+    tree = checkout_tree(config.root, full, rel, gangway_home() / "src")
+    return config.model_copy(update={"root": tree}), SourceRevision(sha=full, dirty=False)
+
+
+def observe(config: DeployConfig) -> Observed:
+    """Read the functions, their aliases and the pending migrations."""
+    return Observed(
+        live=lambda_deploy.describe_functions(config),
+        migrations=migrations.plan_migrations(config),
+    )
+
+
+def build_plan(
+    config: DeployConfig,
+    revision: SourceRevision,
+    observed: Observed,
+    traffic: Traffic,
+    allow_destructive: bool,
+) -> DeployPlan:
+    """The plan from configuration and observed state."""
+    return make_plan(
+        config,
+        commit_sha=revision.sha,
+        dirty=revision.dirty,
+        image_tag=revision.tag,
+        traffic=traffic,
+        allow_destructive=allow_destructive,
+        schema_current=observed.migrations.current,
+        schema_head=observed.migrations.head,
+        pending=[(r.id, r.message) for r in observed.migrations.pending],
+        functions=[
+            PlannedFunction(
+                key=key,
+                name=fn.name,
+                alias=fn.alias.name,
+                current_version=fn.alias.version,
+                current_image=fn.image_uri,
+            )
+            for key, fn in observed.live.items()
+        ],
+    )
+
+
+class Deployment:
+    """Executes a plan: the real executor. (A dry run renders the same plan instead.)"""
+
+    def __init__(
+        self,
+        config: DeployConfig,
+        revision: SourceRevision,
+        plan: DeployPlan,
+        observed: Observed,
+        ledger: Ledger,
+    ) -> None:
+        self.config = config
+        self.revision = revision
+        self.plan = plan
+        self.observed = observed
+        self.ledger = ledger
+        self.log = get_run_logger()
+        self.record = DeployRecord(
+            env=plan.env,
+            commit_sha=revision.sha,
+            dirty=revision.dirty,
+            schema_before=observed.migrations.current,
+            traffic={
+                "mode": "canary" if plan.traffic.is_canary else "all-at-once",
+                "canary_percent": plan.traffic.canary_percent,
+                "bake_s": plan.traffic.bake_s,
+            },
+            functions={
+                key: FunctionMove(
+                    name=fn.name, version_before=fn.alias.version, image_before=fn.image_uri
+                )
+                for key, fn in observed.live.items()
+            },
+            flow_run_id=_flow_run_id(),
+        )
+        self.versions: dict[str, lambda_deploy.DeployedVersion] = {}
+        self.correlation_id = uuid.uuid4().hex
+        self.deploy_started_ms = 0
+
+    # -- the ordering -------------------------------------------------------------------
+    def run(self) -> DeployRecord:
+        """Run every step in order; block, roll back or succeed; always record."""
+        self.save()
+        try:
+            built = self.timed("build", lambda: steps.build(self.config, self.revision))
+            self.record.image_ref = built.reference
+            self.gate(
+                "in-image gate",
+                lambda: steps.gate_image(self.config, built, self.live_env()),
+            )
+            pushed = self.timed("push", lambda: steps.push(self.config, built))
+            self.record.image_digest = pushed.digest
+            self.gate(
+                "migration lint",
+                lambda: steps.lint(
+                    self.config, self.observed.migrations, self.plan.allow_destructive
+                ),
+            )
+            self.migrate()
+            self.gate(
+                "verify columns",
+                lambda: steps.verify_columns(self.config, self.observed.migrations),
+            )
+            self.gate("config gate", lambda: steps.config_gate(self.config, self.observed.live))
+            self.timed("deploy", lambda: self.deploy_versions(pushed.by_digest))
+            self.timed("shift traffic", self.shift_traffic)
+            outcomes = self.smoke()
+            self.gate("log scan", self.scan_logs)
+            self.gate("ground truth", lambda: self.ground_truth(outcomes))
+            if self.plan.traffic.is_canary:
+                self.gate("bake", self.bake)
+                self.timed("full shift", self.full_shift)
+            self.finish(Outcome.SUCCEEDED, "deployed and verified")
+        except GateFailed as exc:
+            self.fail(exc.result.gate, exc, gate=exc.result)
+        except GangwayError as exc:
+            self.fail(self.current_step, exc)
+        except BaseException as exc:  # interrupt, cancellation, crash: traffic first
+            self.fail(self.current_step, exc, interrupted=True)
+            raise
+        return self.record
+
+    # -- steps --------------------------------------------------------------------------
+    current_step = "start"
+
+    def timed(self, name: str, action: Callable[[], T]) -> T:
+        """Run one step, recording its status and duration in the ledger."""
+        self.current_step = name
+        started = time.monotonic()
+        try:
+            result = action()
+        except BaseException:
+            self.record.steps.append(
+                StepRecord(name=name, status="failed", seconds=time.monotonic() - started)
+            )
+            self.save()
+            raise
+        self.record.steps.append(
+            StepRecord(name=name, status="passed", seconds=time.monotonic() - started)
+        )
+        self.save()
+        return result
+
+    def gate(self, name: str, evaluate: Callable[[], GateResult]) -> GateResult:
+        """Run a gate step, record and publish its evidence, raise GateFailed when it fails."""
+        result = self.timed(name, evaluate)
+        self.record.gates.append(result)
+        if result.status is not Status.PASSED:
+            self.record.steps[-1] = self.record.steps[-1].model_copy(
+                update={"status": result.status.value}
+            )
+        self.save()
+        create_markdown_artifact(
+            key=f"{self.plan.env}-{_slug(name)}",
+            markdown=gate_markdown(result),
+            description=f"{result.summary()} [{result.strength}]",
+        )
+        self.log.info(result.summary())
+        return result.raise_if_failed()
+
+    def live_env(self) -> dict[str, dict[str, str]]:
+        """The functions' deployed environments, for the in-image start-up check."""
+        return {k: fn.env_plain() for k, fn in self.observed.live.items()}
+
+    def migrate(self) -> None:
+        if self.observed.migrations.pending:
+            result = self.timed("migrate", lambda: steps.migrate(self.config))
+            self.record.schema_after = result.after
+        else:
+            self.record.schema_after = self.observed.migrations.current
+            self.record.steps.append(
+                StepRecord(name="migrate", status="passed", detail="nothing pending")
+            )
+        self.gate(
+            "migration applied",
+            lambda: steps.migration_applied(self.config, self.observed.migrations),
+        )
+
+    def deploy_versions(self, image_uri: str) -> None:
+        futures = {
+            key: steps.deploy_version.submit(self.config, live, image_uri)
+            for key, live in self.observed.live.items()
+        }
+        for key, future in futures.items():
+            deployed = future.result()
+            self.versions[key] = deployed
+            move = self.record.functions[key]
+            move.version_after = deployed.version
+            move.image_after = deployed.image_uri
+        self.deploy_started_ms = int(time.time() * 1000)
+
+    def shift_traffic(self) -> None:
+        for key, deployed in self.versions.items():
+            move = self.record.functions[key]
+            # Recorded BEFORE the call: a kill between the two still knows where to go back.
+            move.alias_moved = True
+            self.save()
+            if self.plan.traffic.is_canary:
+                steps.set_canary(
+                    self.config,
+                    deployed.name,
+                    move.version_before or "$LATEST",
+                    deployed.version,
+                    self.plan.traffic.canary_percent,
+                )
+            else:
+                steps.shift_alias(self.config, deployed.name, deployed.version)
+
+    def full_shift(self) -> None:
+        for deployed in self.versions.values():
+            steps.shift_alias(self.config, deployed.name, deployed.version)
+
+    def qualifier(self, key: str) -> str:
+        """Smoke through the alias when it routes all traffic; the version itself in a canary."""
+        if self.plan.traffic.is_canary:
+            return self.versions[key].version
+        return self.config.environment.alias
+
+    def smoke(self) -> list[object]:
+        outcomes = []
+
+        def run() -> GateResult:
+            for case in self.config.smoke:
+                outcome = steps.smoke_invoke(
+                    self.config, case, self.qualifier(case.function), self.correlation_id
+                )
+                outcomes.append(outcome)
+            results = [o.result for o in outcomes]
+            results += self.executed_version_checks(outcomes)
+            return GateResult.combine("smoke", "deployment", Strength.CONTENT, results)
+
+        self.gate("smoke", run)
+        return outcomes
+
+    def executed_version_checks(self, outcomes: list[object]) -> list[GateResult]:
+        from gangway.evidence import Check
+
+        checks = []
+        for outcome in outcomes:
+            key = outcome.case.function  # type: ignore[attr-defined]
+            want = self.versions[key].version
+            got = outcome.executed_version  # type: ignore[attr-defined]
+            checks.append(
+                Check(
+                    name=f"{outcome.case.name} ran the new version",  # type: ignore[attr-defined]
+                    ok=got == want,
+                    expected=f"version {want}",
+                    found=f"version {got}",
+                    remedy="the alias does not route to the new version: check the alias",
+                )
+            )
+        return (
+            [
+                GateResult(
+                    gate="executed version",
+                    boundary="deployment",
+                    strength=Strength.CONTENT,
+                    checks=tuple(checks),
+                )
+            ]
+            if checks
+            else []
+        )
+
+    def scan_logs(self) -> GateResult:
+        keys = sorted({c.function for c in self.config.smoke})
+        futures = [
+            steps.scan_logs.submit(
+                self.config,
+                self.versions[k].name,
+                self.versions[k].version,
+                self.deploy_started_ms,
+            )
+            for k in keys
+        ]
+        results = [f.result() for f in futures]
+        unsmoked = sorted(set(self.versions) - set(keys))
+        combined = GateResult.combine("log scan", "observability", Strength.OBSERVABILITY, results)
+        if unsmoked:
+            self.record.notes.append(
+                f"log scan skipped for {', '.join(unsmoked)}: no smoke case invokes them"
+            )
+        return combined
+
+    def ground_truth(self, outcomes: list[object]) -> GateResult:
+        results = [
+            steps.check_ground_truth(
+                self.config,
+                o.case,  # type: ignore[attr-defined]
+                o.payload,  # type: ignore[attr-defined]
+                self.correlation_id,
+            )
+            for o in outcomes
+            if o.case.ground_truth is not None  # type: ignore[attr-defined]
+        ]
+        return GateResult.combine("ground truth", "data", Strength.GROUND_TRUTH, results)
+
+    def bake(self) -> GateResult:
+        from tasks.smoke import smoke_invoke
+
+        from gangway.evidence import Check
+
+        policy = self.config.environment.deploy
+        deadline = time.monotonic() + self.plan.traffic.bake_s
+        sent = 0
+        while time.monotonic() < deadline:
+            for case in self.config.smoke:
+                if case.ground_truth is None:
+                    smoke_invoke(
+                        self.config, case, self.config.environment.alias, self.correlation_id
+                    )
+                    sent += 1
+            time.sleep(policy.bake_invoke_interval_s)
+        counts = {
+            k: steps.count_invocations(self.config, v.name, v.version, self.deploy_started_ms)
+            for k, v in self.versions.items()
+        }
+        invocations = sum(n for n, _ in counts.values())
+        errors = sum(e for _, e in counts.values())
+        rate = errors / invocations if invocations else 0.0
+        checks = [
+            Check(
+                name="canary error rate",
+                ok=invocations > 0 and rate <= policy.error_rate_threshold,
+                expected=f"≤ {policy.error_rate_threshold:.0%} errors over the new versions' "
+                "invocations (and at least one invocation)",
+                found=f"{errors} errors in {invocations} invocations ({rate:.1%}); "
+                f"{sent} synthetic invokes sent through the alias",
+                remedy="read the new version's logs; the alias was put back on the old version",
+                evidence={k: {"invocations": n, "errors": e} for k, (n, e) in counts.items()},
+            )
+        ]
+        return GateResult(
+            gate="bake",
+            boundary="observability",
+            strength=Strength.OBSERVABILITY,
+            checks=tuple(checks),
+        )
+
+    # -- endings ------------------------------------------------------------------------
+    def rollback(self) -> dict[str, object]:
+        started = time.monotonic()
+        restored: dict[str, object] = {}
+        futures = {}
+        for key, move in self.record.functions.items():
+            if not move.alias_moved:
+                continue
+            previous = self.observed.live[key].alias
+            futures[key] = steps.restore_alias.submit(self.config, move.name, previous)
+        ok = True
+        for key, future in futures.items():
+            move = self.record.functions[key]
+            try:
+                state = future.result()
+                move.restored_to = state.version
+                move.restore_verified = state.version == move.version_before
+                ok = ok and bool(move.restore_verified)
+                restored[key] = {"to": state.version, "verified": move.restore_verified}
+            except BaseException as exc:  # every function gets its try; report each failure
+                ok = False
+                move.restore_verified = False
+                restored[key] = {"error": str(exc)[:300]}
+        return {
+            "result": "verified" if ok else "FAILED",
+            "seconds": round(time.monotonic() - started, 3),
+            "functions": restored,
+        }
+
+    def fail(
+        self,
+        step: str,
+        exc: BaseException,
+        gate: GateResult | None = None,
+        interrupted: bool = False,
+    ) -> None:
+        moved = any(m.alias_moved for m in self.record.functions.values())
+        self.record.trigger = {
+            "step": step,
+            "error": str(exc)[:2000],
+            "checks": [c.model_dump() for c in gate.failures] if gate else [],
+        }
+        if moved:
+            self.record.rollback = self.rollback()
+        if interrupted:
+            outcome = Outcome.INTERRUPTED
+        elif moved:
+            outcome = Outcome.ROLLED_BACK
+        elif gate is not None:
+            outcome = Outcome.BLOCKED
+        else:
+            outcome = Outcome.FAILED
+        summary = f"{outcome.value} at {step}"
+        if moved:
+            summary += f"; rollback {self.record.rollback['result']}"  # type: ignore[index]
+        if self.record.schema_after and self.record.schema_after != self.record.schema_before:
+            self.record.notes.append(
+                f"migrations {self.record.schema_before} → {self.record.schema_after} stay "
+                "applied (expand/contract: they are not rolled back)"
+            )
+        self.finish(outcome, summary)
+
+    def finish(self, outcome: Outcome, message: str) -> None:
+        self.record.outcome = outcome
+        self.record.message = message
+        self.record.finished_at = datetime.now(UTC)
+        self.save()
+
+    def save(self) -> None:
+        self.record = self.ledger.save(self.record)
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+
+
+def _flow_run_id() -> str | None:
+    try:
+        return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    except Exception:  # outside a flow run there is no id to record
+        return None
+
+
+def _holder(ledger: Ledger, env: str) -> str:
+    running = ledger.running(env)
+    if not running:
+        return "a deploy holding the lock (no running record in this ledger)"
+    r = running[0]
+    return (
+        f"deploy {r.deploy_id} of {r.commit_sha[:12]} by {r.actor}, started {r.started_at:%H:%M:%S}"
+    )
+
+
+def recover_interrupted(config: DeployConfig, ledger: Ledger) -> list[DeployRecord]:
+    """Close attempts a killed process left running: put moved aliases back, record it.
+
+    Called with the deploy lock held, so no record marked running can still be alive.
+    """
+    closed = []
+    for record in ledger.running(config.environment.name):
+        restored: dict[str, object] = {}
+        for key, move in record.functions.items():
+            if not move.alias_moved or move.version_before is None:
+                continue
+            state = lambda_deploy.read_alias(config, move.name)
+            if state.version == move.version_before and not state.weights:
+                restored[key] = {"to": state.version, "verified": True, "action": "none needed"}
+                continue
+            back = lambda_deploy.restore_alias(
+                config,
+                move.name,
+                lambda_deploy.AliasState(
+                    name=config.environment.alias, version=move.version_before, weights={}
+                ),
+            )
+            move.restored_to = back.version
+            move.restore_verified = back.version == move.version_before
+            restored[key] = {"to": back.version, "verified": move.restore_verified}
+        record.rollback = {"result": "verified", "functions": restored, "by": "recovery"}
+        record.outcome = Outcome.INTERRUPTED
+        record.message = "the deploy process died; a later deploy restored its aliases"
+        record.finished_at = datetime.now(UTC)
+        closed.append(ledger.save(record))
+    return closed
+
+
+@flow(name="deploy", log_prints=True)
+def deploy(
+    env: str,
+    sha: str | None = None,
+    canary_percent: int = 0,
+    bake_s: int = 0,
+    allow_destructive: bool = False,
+    dry_run: bool = False,
+) -> DeployRecord | DeployPlan:
+    """Deploy one commit to one environment, or print what that would do (dry_run)."""
+    if not 0 <= canary_percent < 100:
+        raise ConfigError(
+            "canary percent out of range",
+            expected="0 (all at once) to 99",
+            found=str(canary_percent),
+            remedy="pass --canary between 1 and 99, or omit it",
+        )
+    if bake_s < 0 or (canary_percent and bake_s == 0):
+        raise ConfigError(
+            "a canary needs a bake time",
+            expected="--bake > 0 with --canary",
+            found=f"bake {bake_s}s",
+            remedy="pass --bake SECONDS",
+        )
+    config = load_config(env)
+    config, revision = resolve_source(config, sha)
+    traffic = Traffic(canary_percent=canary_percent, bake_s=bake_s)
+    if dry_run:
+        observed = observe(config)
+        plan = build_plan(config, revision, observed, traffic, allow_destructive)
+        print(render_plan(plan))
+        return plan
+    ledger = Ledger(secrets=config.secret_values())
+    policy = config.environment.deploy
+    with deploy_lock(config, policy.lock_timeout_s, lambda: _holder(ledger, env)):
+        for closed in recover_interrupted(config, ledger):
+            print(f"closed interrupted deploy {closed.deploy_id}: {closed.rollback}")
+        observed = observe(config)
+        plan = build_plan(config, revision, observed, traffic, allow_destructive)
+        record = Deployment(config, revision, plan, observed, ledger).run()
+    if record.outcome is not Outcome.SUCCEEDED:
+        raise DeployFailed(
+            record,
+            f"deploy {record.deploy_id} {record.message}",
+            expected="every gate to pass",
+            found=(record.trigger or {}).get("error", "")[:1500],
+            remedy="see the trigger's remedy above; the ledger has the evidence "
+            f"(gangway ledger show {record.deploy_id})",
+        )
+    return record

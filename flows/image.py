@@ -1,0 +1,43 @@
+"""Build → in-image gate → push: the image half of a deploy, runnable on its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from gangway.config import load_config
+from gangway.evidence import GateResult
+from gangway.render import gate_markdown
+from tasks.image_build import BuiltImage
+from tasks.steps import build, gate_image, push
+from tasks.registry import PushedImage
+from tasks.source import source_revision
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What the image half proved: the built image, its gate result, and the pushed digest."""
+
+    built: BuiltImage
+    gate: GateResult
+    pushed: PushedImage | None
+
+
+@flow(name="build-and-gate", log_prints=True)
+def build_and_gate(env: str, push_image: bool = True) -> ImageOutcome:
+    """Build the service image, import every handler inside it, then push it by digest."""
+    config = load_config(env)
+    revision = source_revision(
+        config.root,
+        [config.build_context, config.root / "deployments", config.migrations_dir],
+    )
+    built = build(config, revision)
+    gate = gate_image(config, built)
+    create_markdown_artifact(
+        key=f"{env}-image-gate", markdown=gate_markdown(gate), description=gate.summary()
+    )
+    gate.raise_if_failed()
+    pushed = push(config, built) if push_image else None
+    return ImageOutcome(built=built, gate=gate, pushed=pushed)

@@ -1,0 +1,501 @@
+"""Deployment configuration: what service is deployed (service.toml) and where (<env>.toml).
+
+Read through pydantic-settings from TOML files plus ``GANGWAY_*`` environment overrides, and
+validated completely before any side effect. Secret values are referenced as ``${VAR}`` and
+resolved from the process environment (or the rehearsal stack's env file); they are kept in
+``SecretStr`` and never rendered.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from gangway.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+HANDLER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+def _identifier(value: str, what: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a plain SQL identifier (letters, digits, underscore; "
+            "max 64); it is refused before any SQL runs"
+        )
+    return value
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are typos, so they are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuildSpec(Strict):
+    """How the service image is built."""
+
+    context: Path = Path("service")
+    dockerfile: str = "Dockerfile"
+    repository: str = Field(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+    vendor_requirements: str | None = None
+    # e.g. BASE_IMAGE: the rehearsal environments build on the locally built Lambda base.
+    build_args: dict[str, str] = Field(default_factory=dict)
+    python: str = Field(default="3.11", pattern=r"^3\.\d+$")
+
+
+class FunctionSpec(Strict):
+    """One Lambda function: a handler in the shared image plus its runtime settings."""
+
+    handler: str
+    name: str | None = None
+    required_env: tuple[str, ...] = ()
+    timeout: int = Field(default=30, ge=1, le=900)
+    memory: int = Field(default=512, ge=128, le=10240)
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("handler")
+    @classmethod
+    def _handler_shape(cls, value: str) -> str:
+        if not HANDLER.match(value):
+            raise ValueError(f"handler {value!r} must look like 'package.module.function'")
+        return value
+
+    @property
+    def module(self) -> str:
+        """The handler's module path."""
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def attribute(self) -> str:
+        """The handler's function name inside its module."""
+        return self.handler.rsplit(".", 1)[1]
+
+
+class ColumnSpec(Strict):
+    """A column the code writes, with the type family and nullability it relies on."""
+
+    type: Literal["varchar", "text", "json", "date", "datetime", "int", "bigint", "decimal", "bool"]
+    nullable: bool = True
+    length: int | None = None
+
+
+class TableContract(Strict):
+    """The columns one or more handlers write into a table."""
+
+    name: str
+    writers: tuple[str, ...]
+    columns: dict[str, ColumnSpec]
+
+    @field_validator("name")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        return _identifier(value, "table name")
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        for column in value:
+            _identifier(column, "column name")
+        return value
+
+
+class ServiceSpec(Strict):
+    """The service being deployed: its image, functions and data contract."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
+    build: BuildSpec
+    migrations: Path = Path("migrations")
+
+
+class AwsSpec(Strict):
+    """Where the AWS control plane is; endpoint_url is set only for a rehearsal stack."""
+
+    region: str = "ap-southeast-1"
+    endpoint_url: str | None = None
+
+
+class DatabaseSpec(Strict):
+    """The environment's MySQL database; the password is read from the named variable."""
+
+    host: str
+    port: int = Field(default=3306, ge=1, le=65535)
+    name: str
+    user: str
+    password_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("name", "user")
+    @classmethod
+    def _db_identifiers(cls, value: str) -> str:
+        return _identifier(value, "database name/user")
+
+
+class RowTruth(Strict):
+    """A row a smoke case must leave behind: matched by values, then checked column by column.
+
+    Values may be literals, ``{correlation_id}`` (the case's generated id) or ``$.field`` (a
+    field of the invoke's JSON response).
+    """
+
+    table: str
+    match: dict[str, Any]
+    not_null: tuple[str, ...] = ()
+    equals: dict[str, Any] = Field(default_factory=dict)
+    contains: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        return _identifier(value, "table name")
+
+    @field_validator("match", "equals", "contains")
+    @classmethod
+    def _columns(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for column in value:
+            _identifier(column, "column name")
+        return value
+
+    @field_validator("not_null")
+    @classmethod
+    def _not_null(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for column in value:
+            _identifier(column, "column name")
+        return value
+
+
+class ObjectTruth(Strict):
+    """An object a smoke case must leave in a bucket (default: the environment's bucket)."""
+
+    key: str
+    bucket: str | None = None
+    content_type: str | None = None
+    size: Any = None
+    min_size: int = 1
+
+
+class GroundTruth(Strict):
+    """What must be true in storage after a smoke invoke."""
+
+    row: RowTruth | None = None
+    object: ObjectTruth | None = None
+
+
+class SmokeCase(Strict):
+    """One smoke invoke of a function and what its response and ground truth must show.
+
+    ``event`` may contain ``{correlation_id}``; ``status_code`` applies to proxy-style
+    responses (``{"statusCode": …, "body": …}``); ``expect`` compares top-level response
+    fields (or body fields for proxy responses) with values.
+    """
+
+    name: str
+    function: str
+    event: dict[str, Any] = Field(default_factory=dict)
+    expect_fields: tuple[str, ...] = ()
+    expect: dict[str, Any] = Field(default_factory=dict)
+    status_code: int | None = None
+    ground_truth: GroundTruth | None = None
+
+
+class DeployPolicy(Strict):
+    """How a deploy to this environment behaves when not told otherwise."""
+
+    error_rate_threshold: float = Field(default=0.05, ge=0, le=1)
+    bake_invoke_interval_s: float = Field(default=2.0, gt=0)
+    lock_timeout_s: int = Field(default=30, ge=0)
+    invoke_timeout_s: int = Field(default=120, ge=1)
+
+
+class EnvironmentSpec(Strict):
+    """Where one environment lives."""
+
+    name: str
+    alias: str = Field(default="live", pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    registry: str
+    bucket: str
+    aws: AwsSpec = AwsSpec()
+    database: DatabaseSpec
+    deploy: DeployPolicy = DeployPolicy()
+
+
+class DeploySettings(BaseSettings):
+    """service.toml deep-merged with <env>.toml, then GANGWAY_* env overrides (``__`` nests)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GANGWAY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    service: ServiceSpec
+    environment: EnvironmentSpec
+    functions: dict[str, FunctionSpec]
+    function_env: dict[str, str] = Field(default_factory=dict)
+    tables: tuple[TableContract, ...] = ()
+    smoke: tuple[SmokeCase, ...] = ()
+
+    toml_files: ClassVar[tuple[Path, ...]] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables override the TOML files; init kwargs override both."""
+        merged: dict[str, Any] = {}
+        for path in cls.toml_files:
+            _deep_merge(merged, tomllib.loads(path.read_text()))
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, merged))
+
+
+def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    """Merge tables key by key, so an <env>.toml overrides single keys of service.toml."""
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+class ResolvedFunction(BaseModel):
+    """A function as it must exist in one environment: name, handler, settings, env."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    name: str
+    spec: FunctionSpec
+    env: dict[str, SecretStr]
+
+    def env_plain(self) -> dict[str, str]:
+        """The environment variables with their real values (only for the boundary call)."""
+        return {k: v.get_secret_value() for k, v in self.env.items()}
+
+
+class DeployConfig(BaseModel):
+    """The validated configuration for one environment, secrets resolved."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    root: Path
+    service: ServiceSpec
+    environment: EnvironmentSpec
+    functions: dict[str, ResolvedFunction]
+    tables: tuple[TableContract, ...]
+    smoke: tuple[SmokeCase, ...]
+    db_password: SecretStr
+
+    @property
+    def build_context(self) -> Path:
+        """The service's build context as an absolute path."""
+        return (self.root / self.service.build.context).resolve()
+
+    @property
+    def migrations_dir(self) -> Path:
+        """The alembic script location as an absolute path."""
+        return (self.root / self.service.migrations).resolve()
+
+    @property
+    def image_repository(self) -> str:
+        """The image repository including the registry host, e.g. 127.0.0.1:5000/daily-report."""
+        return f"{self.environment.registry}/{self.service.build.repository}"
+
+    def database_url(self) -> str:
+        """SQLAlchemy URL with the password; only for the driver, never for output."""
+        db = self.environment.database
+        from urllib.parse import quote_plus
+
+        return (
+            f"mysql+pymysql://{db.user}:{quote_plus(self.db_password.get_secret_value())}"
+            f"@{db.host}:{db.port}/{db.name}"
+        )
+
+    def secret_values(self) -> list[str]:
+        """Every secret value in play, for scrubbing outputs (longest first)."""
+        values = {self.db_password.get_secret_value()}
+        for fn in self.functions.values():
+            values.update(v.get_secret_value() for k, v in fn.env.items() if _is_secret_key(k, fn))
+        return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+
+def _is_secret_key(key: str, fn: ResolvedFunction) -> bool:
+    raw = {**fn.spec.env}
+    return bool(SECRET_REF.search(raw.get(key, ""))) or any(
+        word in key.upper() for word in ("PASSWORD", "SECRET", "TOKEN", "KEY")
+    )
+
+
+def secret_lookup(home: Path | None = None) -> dict[str, str]:
+    """Values for ``${VAR}`` references: the stack env file, overridden by the process env."""
+    values: dict[str, str] = {}
+    env_file = (home or gangway_home()) / "stack.env"
+    if env_file.exists():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ)
+    return values
+
+
+def apply_env_file(home: Path | None = None) -> Path | None:
+    """Load <home>/stack.env into os.environ without overriding what is already set."""
+    env_file = (home or gangway_home()) / "stack.env"
+    if not env_file.exists():
+        return None
+    for key, value in dotenv_values(env_file).items():
+        if value is not None:
+            os.environ.setdefault(key, value)
+    return env_file
+
+
+def gangway_home() -> Path:
+    """Where gangway keeps state (logs, ledger, rehearsal secrets): $GANGWAY_HOME or ./.gangway."""
+    return Path(os.environ.get("GANGWAY_HOME", REPO_ROOT / ".gangway")).resolve()
+
+
+def deployments_dir() -> Path:
+    """Where service.toml and the <env>.toml files live: $GANGWAY_DEPLOYMENTS or ./deployments."""
+    return Path(os.environ.get("GANGWAY_DEPLOYMENTS", REPO_ROOT / "deployments")).resolve()
+
+
+def available_environments(directory: Path | None = None) -> list[str]:
+    """Environment names that have a TOML file beside service.toml."""
+    directory = directory or deployments_dir()
+    return sorted(p.stem for p in directory.glob("*.toml") if p.stem != "service")
+
+
+def _resolve(value: str, lookup: dict[str, str], where: str) -> str:
+    missing = [name for name in SECRET_REF.findall(value) if name not in lookup]
+    if missing:
+        raise ConfigError(
+            f"{where} references unset variable(s) {', '.join(missing)}",
+            expected=f"{', '.join(missing)} set in the environment",
+            found="not set",
+            remedy=f"export {missing[0]}=... (for the rehearsal stack: `make stack` writes "
+            f"them to {gangway_home() / 'stack.env'})",
+        )
+    return SECRET_REF.sub(lambda m: lookup[m.group(1)], value)
+
+
+def load_config(env: str, directory: Path | None = None, root: Path | None = None) -> DeployConfig:
+    """Read, merge and validate the configuration of one environment, or raise ConfigError."""
+    directory = directory or deployments_dir()
+    root = root or REPO_ROOT
+    if not ENV_NAME.match(env):
+        raise ConfigError(
+            f"environment name {env!r} is not valid",
+            expected="lowercase letters, digits and '-'",
+            found=repr(env),
+            remedy=f"use one of: {', '.join(available_environments(directory)) or '(none)'}",
+        )
+    service_file = directory / "service.toml"
+    env_file = directory / f"{env}.toml"
+    for path, what in ((service_file, "service description"), (env_file, f"environment {env!r}")):
+        if not path.exists():
+            raise ConfigError(
+                f"no {what} file",
+                expected=str(path),
+                found="no such file",
+                remedy="known environments: "
+                + (", ".join(available_environments(directory)) or "(none)")
+                if path is env_file
+                else f"create {path} describing the service (see deployments/ in the gangway repo)",
+            )
+        try:
+            tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{path.name} is not valid TOML",
+                expected="a TOML document",
+                found=str(exc),
+                remedy=f"fix the syntax in {path}",
+            ) from exc
+
+    settings_cls = type("_Settings", (DeploySettings,), {"toml_files": (service_file, env_file)})
+    try:
+        raw: DeploySettings = settings_cls()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"configuration for {env!r} is invalid",
+            expected=f"{service_file.name} + {env_file.name} matching gangway's schema",
+            found=problems,
+            remedy="fix the named keys (or the GANGWAY_* variable that overrides them)",
+        ) from exc
+    return _finish(raw, env, root)
+
+
+def _finish(raw: DeploySettings, env: str, root: Path) -> DeployConfig:
+    if raw.environment.name != env:
+        raise ConfigError(
+            f"{env}.toml declares environment.name = {raw.environment.name!r}",
+            expected=repr(env),
+            found=repr(raw.environment.name),
+            remedy=f"set environment.name = {env!r} in {env}.toml",
+        )
+    lookup = secret_lookup()
+    functions: dict[str, ResolvedFunction] = {}
+    for key, spec in raw.functions.items():
+        merged = {**raw.function_env, **spec.env}
+        resolved = {
+            k: SecretStr(_resolve(v, lookup, f"functions.{key}.env.{k}")) for k, v in merged.items()
+        }
+        name = spec.name or f"{raw.service.name}-{env}-{key.replace('_', '-')}"
+        functions[key] = ResolvedFunction(
+            key=key, name=name, spec=spec.model_copy(update={"env": merged}), env=resolved
+        )
+
+    for table in raw.tables:
+        unknown = [w for w in table.writers if w not in functions]
+        if unknown:
+            raise ConfigError(
+                f"table {table.name!r} names writers that are not functions: {', '.join(unknown)}",
+                expected=f"one of {', '.join(functions)}",
+                found=", ".join(unknown),
+                remedy="fix tables.writers in service.toml",
+            )
+    for case in raw.smoke:
+        if case.function not in functions:
+            raise ConfigError(
+                f"smoke case {case.name!r} targets unknown function {case.function!r}",
+                expected=f"one of {', '.join(functions)}",
+                found=case.function,
+                remedy=f"fix smoke.function in {env}.toml",
+            )
+
+    pw_var = raw.environment.database.password_env
+    if pw_var not in lookup:
+        raise ConfigError(
+            f"the database password variable {pw_var} is not set",
+            expected=f"{pw_var} in the environment",
+            found="not set",
+            remedy=f"export {pw_var}=... (for the rehearsal stack run `make stack`, which writes "
+            f"it to {gangway_home() / 'stack.env'})",
+        )
+    return DeployConfig(
+        root=root,
+        service=raw.service,
+        environment=raw.environment,
+        functions=functions,
+        tables=raw.tables,
+        smoke=raw.smoke,
+        db_password=SecretStr(lookup[pw_var]),
+    )

@@ -1,0 +1,1 @@
+"""The daily-report backend: seven Lambda handlers sharing one container image."""

@@ -1,0 +1,23 @@
+"""The pipeline → Docker Engine boundary: one client, one error type."""
+
+from __future__ import annotations
+
+import docker
+from docker.errors import DockerException
+
+from gangway.errors import DockerError
+
+
+def docker_client(timeout: int = 300) -> docker.DockerClient:
+    """A client for the engine at DOCKER_HOST (or the local socket), proven reachable by a ping."""
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except DockerException as exc:
+        raise DockerError(
+            "the Docker engine is not reachable",
+            expected="a Docker engine answering at DOCKER_HOST or /var/run/docker.sock",
+            found=str(exc).splitlines()[0][:300],
+            remedy="start dockerd (`make stack` starts one) or set DOCKER_HOST",
+        ) from exc
+    return client

@@ -1,0 +1,157 @@
+"""Source → image: vendor the service's dependencies for its platform and build the image."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import docker
+from docker.errors import APIError, BuildError
+
+from gangway.config import DeployConfig
+from gangway.errors import ConfigError, DockerError
+from tasks.source import SourceRevision
+
+REVISION_LABEL = "org.opencontainers.image.revision"
+DIRTY_LABEL = "dev.gangway.dirty"
+SERVICE_LABEL = "dev.gangway.service"
+PIP_PLATFORM = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+VENDOR_DIR = "vendor"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A locally built image: its engine id, tag, and the revision it carries as a label."""
+
+    image_id: str
+    reference: str
+    revision: SourceRevision
+    architecture: str
+    build_s: float
+    vendor_s: float
+
+
+def vendor_requirements(config: DeployConfig, architecture: str) -> float:
+    """Install the service's requirements into <context>/vendor for the function platform.
+
+    Skipped (cheap) when the requirements file and target platform are unchanged since the
+    last vendoring: a stamp file records their hash.
+    """
+    build = config.service.build
+    if not build.vendor_requirements:
+        return 0.0
+    context = config.build_context
+    requirements = context / build.vendor_requirements
+    if not requirements.exists():
+        raise ConfigError(
+            "the service's requirements file does not exist",
+            expected=str(requirements),
+            found="no such file",
+            remedy="fix service.build.vendor_requirements in service.toml",
+        )
+    target = context / VENDOR_DIR
+    stamp = target / ".gangway-vendor-stamp"
+    key = hashlib.sha256(
+        requirements.read_bytes() + f"|{architecture}|{build.python}".encode()
+    ).hexdigest()
+    if stamp.exists() and stamp.read_text() == key:
+        return 0.0
+    started = time.monotonic()
+    shutil.rmtree(target, ignore_errors=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--target",
+        str(target),
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--platform",
+        PIP_PLATFORM[architecture],
+        "--python-version",
+        build.python,
+        "-r",
+        str(requirements),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise DockerError(
+            "vendoring the service's dependencies failed",
+            expected=f"wheels for {PIP_PLATFORM[architecture]} / Python {build.python}",
+            found=(done.stderr or done.stdout).strip()[-600:],
+            remedy=f"check {requirements} names packages with binary wheels for that platform",
+        )
+    stamp.write_text(key)
+    return time.monotonic() - started
+
+
+def build_image(
+    client: docker.DockerClient, config: DeployConfig, revision: SourceRevision
+) -> BuiltImage:
+    """Vendor dependencies, then build the service image labelled with the commit SHA."""
+    architectures = {fn.spec.architecture for fn in config.functions.values()}
+    if len(architectures) != 1:
+        raise ConfigError(
+            "the functions of one image declare different architectures",
+            expected="one architecture for every function that shares the image",
+            found=", ".join(sorted(architectures)),
+            remedy="set the same functions.*.architecture in service.toml",
+        )
+    architecture = architectures.pop()
+    vendor_s = vendor_requirements(config, architecture)
+    context = config.build_context
+    dockerfile = context / config.service.build.dockerfile
+    if not dockerfile.exists():
+        raise ConfigError(
+            "the service's Dockerfile does not exist",
+            expected=str(dockerfile),
+            found="no such file",
+            remedy="fix service.build.context / service.build.dockerfile in service.toml",
+        )
+    reference = f"{config.image_repository}:{revision.tag}"
+    started = time.monotonic()
+    try:
+        image, _logs = client.images.build(
+            path=str(context),
+            dockerfile=config.service.build.dockerfile,
+            tag=reference,
+            buildargs=dict(config.service.build.build_args),
+            labels={
+                REVISION_LABEL: revision.sha,
+                DIRTY_LABEL: str(revision.dirty).lower(),
+                SERVICE_LABEL: config.service.name,
+            },
+            rm=True,
+            forcerm=True,
+        )
+    except BuildError as exc:
+        tail = "".join(chunk.get("stream", "") for chunk in exc.build_log)[-800:]
+        raise DockerError(
+            "the service image did not build",
+            expected=f"{dockerfile} to build",
+            found=f"{exc.msg}\n{tail}",
+            remedy="fix the Dockerfile or the build args (is the base image present?)",
+        ) from exc
+    except APIError as exc:
+        raise DockerError(
+            "the Docker engine refused the build",
+            expected="a build of the service image",
+            found=str(exc)[:600],
+            remedy="check the engine (`docker info`) and the base image named in build_args",
+        ) from exc
+    return BuiltImage(
+        image_id=image.id,
+        reference=reference,
+        revision=revision,
+        architecture=architecture,
+        build_s=time.monotonic() - started,
+        vendor_s=vendor_s,
+    )

@@ -1,0 +1,227 @@
+"""The code → runtime boundary, proven inside the built image before anything is pushed.
+
+One container imports every handler the functions point at (module AND attribute), with each
+function's configured environment and again without it, and reports the working directory,
+Python version and CPU architecture. The incidents this catches: a handler module missing
+from the image (the seven-day `handle_webhook` outage), a missing COPY, a start-up that does
+not validate its settings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, ImageNotFound
+from pydantic import SecretStr
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ReadTimeout
+
+from gangway.config import DeployConfig, ResolvedFunction
+from gangway.errors import DockerError
+from gangway.evidence import Check, GateResult, Strength
+from gangway.redact import scrub
+
+PROBE_SOURCE = (Path(__file__).with_name("image_probe.py")).read_text()
+MARKER = "GANGWAY_PROBE_RESULT "
+TASK_ROOT = "/var/task"
+MACHINE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def run_probe(
+    client: docker.DockerClient,
+    image: str,
+    functions: list[ResolvedFunction],
+    *,
+    import_timeout_s: int = 10,
+    container_timeout_s: int = 120,
+) -> dict[str, Any]:
+    """Run the probe in ONE container of image for the given functions; return its raw report."""
+    spec = {
+        "timeout": import_timeout_s,
+        "handlers": [
+            {"key": fn.key, "handler": fn.spec.handler, "env": fn.env_plain()} for fn in functions
+        ],
+    }
+    try:
+        # No network: a cold start must not depend on I/O, and the probe must not reach prod.
+        container = client.containers.create(
+            image,
+            entrypoint=["python3", "-c", PROBE_SOURCE],
+            command=[],
+            environment={"GANGWAY_PROBE": json.dumps(spec)},
+            network_disabled=True,
+            labels={"dev.gangway.role": "image-gate"},
+        )
+    except ImageNotFound as exc:
+        raise DockerError(
+            "the image to gate does not exist in the engine",
+            expected=image,
+            found="no such image",
+            remedy="build the image first (the build step) or pull it",
+        ) from exc
+    try:
+        container.start()
+        try:
+            status = container.wait(timeout=container_timeout_s)
+        except (ReadTimeout, RequestsConnectionError) as exc:
+            raise DockerError(
+                "the in-image import check did not finish",
+                expected=f"all handlers imported within {container_timeout_s}s",
+                found="still running at the deadline",
+                remedy="look for a handler that blocks at import (network, sleep, input)",
+            ) from exc
+        stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
+        stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
+    except APIError as exc:
+        raise DockerError(
+            "the Docker engine refused the in-image check",
+            expected=f"a container of {image}",
+            found=str(exc)[:500],
+            remedy="check the engine (`docker info`)",
+        ) from exc
+    finally:
+        container.remove(force=True)
+    for line in stdout.splitlines():
+        if line.startswith(MARKER):
+            return json.loads(line[len(MARKER) :])
+    raise DockerError(
+        "the in-image check printed no report",
+        expected="python3 in the image PATH running the probe",
+        found=f"exit {status.get('StatusCode')}: {(stderr or stdout)[-600:]}",
+        remedy="the image needs a python3 on PATH (Lambda Python base images have one)",
+    )
+
+
+def evaluate(report: dict[str, Any], config: DeployConfig, image_arch: str) -> list[Check]:
+    """Turn the probe's report into checks against what each function declares."""
+    checks = [
+        Check(
+            name="working directory",
+            ok=report["cwd"] == TASK_ROOT and report.get("task_root") == TASK_ROOT,
+            expected=f"WORKDIR and LAMBDA_TASK_ROOT = {TASK_ROOT}",
+            found=f"cwd={report['cwd']}, LAMBDA_TASK_ROOT={report.get('task_root')}",
+            remedy="build FROM a Lambda base image (it sets both) or set WORKDIR /var/task",
+        ),
+        Check(
+            name="python version",
+            ok=report["python"].startswith(config.service.build.python + "."),
+            expected=f"Python {config.service.build.python}",
+            found=f"Python {report['python']}",
+            remedy="use the base image of the declared runtime or fix service.build.python",
+        ),
+    ]
+    machine = MACHINE.get(report["machine"], report["machine"])
+    for key, fn in config.functions.items():
+        outcome = report["functions"][key]
+        checks.append(
+            Check(
+                name=f"architecture {key}",
+                ok=machine == fn.spec.architecture
+                and MACHINE.get(image_arch) == fn.spec.architecture,
+                expected=fn.spec.architecture,
+                found=f"runtime machine {report['machine']}, image architecture {image_arch}",
+                remedy="build for the function's architecture or change functions."
+                f"{key}.architecture",
+            )
+        )
+        checks.append(_import_check(key, fn, outcome["with_env"]))
+        if fn.spec.required_env:
+            checks.append(_startup_check(key, fn, outcome["without_env"]))
+    return checks
+
+
+def _import_check(key: str, fn: ResolvedFunction, outcome: dict[str, Any]) -> Check:
+    name = f"import {key} ({fn.spec.handler})"
+    expected = f"module {fn.spec.module} imports and defines callable {fn.spec.attribute}"
+    if outcome["imported"] and outcome["callable"]:
+        return Check(name=name, ok=True, expected=expected, found=f"ok ({outcome['module_file']})")
+    if outcome["imported"]:
+        what = "is not callable" if outcome["attribute"] else "is missing"
+        return Check(
+            name=name,
+            ok=False,
+            expected=expected,
+            found=f"{fn.spec.module}.{fn.spec.attribute} {what} in the image",
+            remedy=f"define {fn.spec.attribute} in {fn.spec.module} or fix functions.{key}.handler",
+        )
+    error = f"{outcome['error_type']}: {outcome['error']}"
+    if outcome["error_type"] == "ModuleNotFoundError" and fn.spec.module.split(".")[0] in error:
+        remedy = f"COPY the module {fn.spec.module} into the image's task root (Dockerfile)"
+    elif "environment" in outcome["error"].lower() or "missing" in outcome["error"].lower():
+        remedy = f"set the missing variables in the function's environment (functions.{key}.env)"
+    else:
+        remedy = f"fix the import-time error of {fn.spec.module} (traceback in the gate evidence)"
+    return Check(
+        name=name,
+        ok=False,
+        expected=expected,
+        found=error,
+        remedy=remedy,
+        evidence={"traceback": outcome.get("traceback", "")},
+    )
+
+
+def _startup_check(key: str, fn: ResolvedFunction, outcome: dict[str, Any]) -> Check:
+    name = f"start-up validation {key}"
+    required = list(fn.spec.required_env)
+    expected = f"a cold start without its environment fails naming {', '.join(required)}"
+    if outcome["imported"]:
+        return Check(
+            name=name,
+            ok=False,
+            expected=expected,
+            found="the handler imported with none of its required settings",
+            remedy=f"validate {', '.join(required)} at import (cold start), not at first use",
+        )
+    message = outcome["error"]
+    unnamed = [var for var in required if var not in message]
+    return Check(
+        name=name,
+        ok=not unnamed,
+        expected=expected,
+        found=f"{outcome['error_type']}: {message[:300]}"
+        + (f" (does not name {', '.join(unnamed)})" if unnamed else ""),
+        remedy="" if not unnamed else "make the start-up error name every missing variable",
+    )
+
+
+def image_gate(
+    client: docker.DockerClient,
+    config: DeployConfig,
+    image: str,
+    env: dict[str, dict[str, str]] | None = None,
+) -> GateResult:
+    """Gate the image: every function's handler imports inside it, as its function will run it.
+
+    env: the functions' live environments (by function key) when known; the configured ones
+    otherwise.
+    """
+    started = time.monotonic()
+    try:
+        image_arch = client.images.get(image).attrs.get("Architecture", "unknown")
+    except ImageNotFound as exc:
+        raise DockerError(
+            "the image to gate does not exist in the engine",
+            expected=image,
+            found="no such image",
+            remedy="build the image first",
+        ) from exc
+    functions = [
+        fn.model_copy(update={"env": {k: SecretStr(v) for k, v in env[key].items()}})
+        if env and key in env
+        else fn
+        for key, fn in config.functions.items()
+    ]
+    report = run_probe(client, image, functions)
+    checks = scrub(evaluate(report, config, image_arch), config.secret_values())
+    return GateResult(
+        gate="in-image import",
+        boundary="process",
+        strength=Strength.CONTENT,
+        checks=tuple(checks),
+        duration_s=time.monotonic() - started,
+    )

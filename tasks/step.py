@@ -1,0 +1,72 @@
+"""The thin Prefect layer: turn a plain typed function into an observable, bounded step.
+
+Every step gets a timeout; only transient failures (throttling, connection resets, 5xx) are
+retried, with exponential backoff and jitter; nothing is ever served from a cache, because a
+deploy step that "already ran" with the same inputs proves nothing about the world now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TRANSIENT_MARKERS = (
+    "Throttling",
+    "TooManyRequests",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "Connection reset",
+    "ConnectionResetError",
+    "RemoteDisconnected",
+    "HTTP 5",
+)
+
+
+class TransientError(Exception):
+    """Raised by a boundary client for failures worth retrying (throttling, resets, 5xx)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors a retry can fix; config, permission and gate failures never are."""
+    if isinstance(exc, TransientError | ConnectionResetError):
+        return True
+    text = f"{type(exc).__name__} {exc}"
+    return any(marker in text for marker in TRANSIENT_MARKERS)
+
+
+def _retry_condition(_task: Any, _task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except BaseException as exc:  # the state re-raises the step's own exception
+        return is_transient(exc)
+    return False
+
+
+def step(
+    name: str, *, timeout_s: float, retries: int = 0
+) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """Wrap a plain function as a Prefect task with a timeout and transient-only retries."""
+
+    def wrap(fn: Callable[P, R]) -> Task[P, R]:
+        return task(
+            fn,
+            name=name,
+            cache_policy=NO_CACHE,
+            timeout_seconds=timeout_s,
+            retries=retries,
+            retry_delay_seconds=exponential_backoff(backoff_factor=0.5) if retries else None,
+            retry_jitter_factor=0.5 if retries else None,
+            retry_condition_fn=_retry_condition if retries else None,
+            persist_result=False,
+        )
+
+    return wrap
