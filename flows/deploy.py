@@ -23,12 +23,13 @@ from prefect.context import get_run_context
 
 from gangway.config import DeployConfig, gangway_home, load_config
 from gangway.errors import ConfigError, GangwayError
-from gangway.evidence import GateFailed, GateResult, Status, Strength
+from gangway.evidence import Check, GateFailed, GateResult, Status, Strength
 from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan, render_plan
 from gangway.render import gate_markdown
 from tasks import lambda_deploy, migrations, steps
 from tasks.env_lock import deploy_lock
 from tasks.ledger import DeployRecord, FunctionMove, Ledger, Outcome, StepRecord
+from tasks.smoke import SmokeOutcome, smoke_invoke
 from tasks.source import SourceRevision, checkout_tree, resolve_sha, source_revision
 
 T = TypeVar("T")
@@ -286,8 +287,8 @@ class Deployment:
             return self.versions[key].version
         return self.config.environment.alias
 
-    def smoke(self) -> list[object]:
-        outcomes = []
+    def smoke(self) -> list[SmokeOutcome]:
+        outcomes: list[SmokeOutcome] = []
 
         def run() -> GateResult:
             for case in self.config.smoke:
@@ -302,35 +303,27 @@ class Deployment:
         self.gate("smoke", run)
         return outcomes
 
-    def executed_version_checks(self, outcomes: list[object]) -> list[GateResult]:
-        from gangway.evidence import Check
-
-        checks = []
-        for outcome in outcomes:
-            key = outcome.case.function  # type: ignore[attr-defined]
-            want = self.versions[key].version
-            got = outcome.executed_version  # type: ignore[attr-defined]
-            checks.append(
-                Check(
-                    name=f"{outcome.case.name} ran the new version",  # type: ignore[attr-defined]
-                    ok=got == want,
-                    expected=f"version {want}",
-                    found=f"version {got}",
-                    remedy="the alias does not route to the new version: check the alias",
-                )
+    def executed_version_checks(self, outcomes: list[SmokeOutcome]) -> list[GateResult]:
+        """Each smoke invoke ran the version this deploy published (not a stale one)."""
+        checks = [
+            Check(
+                name=f"{o.case} ran the new version",
+                ok=o.executed_version == self.versions[o.function].version,
+                expected=f"version {self.versions[o.function].version}",
+                found=f"version {o.executed_version}",
+                remedy="the alias does not route to the new version: check the alias",
             )
-        return (
-            [
-                GateResult(
-                    gate="executed version",
-                    boundary="deployment",
-                    strength=Strength.CONTENT,
-                    checks=tuple(checks),
-                )
-            ]
-            if checks
-            else []
+            for o in outcomes
+        ]
+        if not checks:
+            return []
+        gate = GateResult(
+            gate="executed version",
+            boundary="deployment",
+            strength=Strength.CONTENT,
+            checks=tuple(checks),
         )
+        return [gate]
 
     def scan_logs(self) -> GateResult:
         keys = sorted({c.function for c in self.config.smoke})
@@ -352,24 +345,16 @@ class Deployment:
             )
         return combined
 
-    def ground_truth(self, outcomes: list[object]) -> GateResult:
+    def ground_truth(self, outcomes: list[SmokeOutcome]) -> GateResult:
+        cases = {c.name: c for c in self.config.smoke}
         results = [
-            steps.check_ground_truth(
-                self.config,
-                o.case,  # type: ignore[attr-defined]
-                o.payload,  # type: ignore[attr-defined]
-                self.correlation_id,
-            )
+            steps.check_ground_truth(self.config, cases[o.case], o.payload, self.correlation_id)
             for o in outcomes
-            if o.case.ground_truth is not None  # type: ignore[attr-defined]
+            if cases[o.case].ground_truth is not None
         ]
         return GateResult.combine("ground truth", "data", Strength.GROUND_TRUTH, results)
 
     def bake(self) -> GateResult:
-        from tasks.smoke import smoke_invoke
-
-        from gangway.evidence import Check
-
         policy = self.config.environment.deploy
         deadline = time.monotonic() + self.plan.traffic.bake_s
         sent = 0

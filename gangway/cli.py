@@ -6,13 +6,19 @@ Exit codes: 0 success, 1 a blocked/failed/rolled-back run, 2 bad input (configur
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from gangway.config import apply_env_file, available_environments
 from gangway.errors import ConfigError, GangwayError
+from gangway.render import gate_text, table
+
+if TYPE_CHECKING:
+    from tasks.ledger import DeployRecord
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -34,7 +40,6 @@ def _stack(args: argparse.Namespace) -> int:
 
 def _gate(args: argparse.Namespace) -> int:
     from flows.image import build_and_gate
-    from gangway.render import gate_text, table
 
     started = time.monotonic()
     outcome = build_and_gate(env=args.env, push_image=not args.no_push)
@@ -74,6 +79,126 @@ def _gate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def render_record(record: DeployRecord) -> str:
+    """A deploy record as a readable summary: outcome, artifact chain, steps, functions."""
+    head = [
+        f"deploy {record.deploy_id}  {record.env}  {record.outcome.value.upper()}",
+        f"  {record.message}",
+        f"  commit  {record.commit_sha}{' (dirty tree)' if record.dirty else ''}",
+        f"  image   {record.image_ref or '-'}",
+        f"  digest  {record.image_digest or '-'}",
+        f"  schema  {record.schema_before or 'base'} → {record.schema_after or '-'}",
+        f"  traffic {record.traffic.get('mode', '-')}"
+        + (
+            f" {record.traffic['canary_percent']}% / {record.traffic['bake_s']}s"
+            if record.traffic.get("mode") == "canary"
+            else ""
+        ),
+        f"  by      {record.actor} at {record.started_at:%Y-%m-%d %H:%M:%S} UTC",
+        "",
+    ]
+    gates = {g.gate: g for g in record.gates}
+    step_rows = []
+    for s in record.steps:
+        gate = gates.get(s.name)
+        evidence = f"{gate.strength}: {len(gate.checks)} checks" if gate else s.detail
+        step_rows.append((s.status, s.name, f"{s.seconds:.2f}s", evidence))
+    fn_rows = [
+        (
+            m.name,
+            m.version_before or "-",
+            m.version_after or "-",
+            (m.restored_to or "-") + (" (verified)" if m.restore_verified else ""),
+        )
+        for m in record.functions.values()
+    ]
+    parts = ["\n".join(head), table(("", "step", "time", "evidence"), step_rows), ""]
+    parts.append(table(("function", "before", "after", "rolled back to"), fn_rows))
+    failed = [g for g in record.gates if g.status.value != "passed"]
+    for gate in failed:
+        parts += ["", gate_text(gate)]
+        for check in gate.failures:
+            parts.append(f"  - {check.name}: expected {check.expected}; found {check.found}")
+            if check.remedy:
+                parts.append(f"    remedy: {check.remedy}")
+    if record.rollback:
+        parts += [
+            "",
+            f"rollback: {record.rollback.get('result')} in {record.rollback.get('seconds', '-')}s",
+        ]
+    parts += [f"note: {n}" for n in record.notes]
+    return "\n".join(parts)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from flows.deploy import DeployFailed, deploy
+    from gangway.plan import DeployPlan
+
+    try:
+        result = deploy(
+            env=args.env,
+            sha=args.sha,
+            canary_percent=args.canary,
+            bake_s=args.bake,
+            allow_destructive=args.allow_destructive,
+            dry_run=args.dry_run,
+        )
+    except DeployFailed as exc:
+        if args.json:
+            print(exc.record.model_dump_json(indent=2))
+        else:
+            print(render_record(exc.record))
+            print()
+            print(exc.render(), file=sys.stderr)
+        return EXIT_FAILED
+    if isinstance(result, DeployPlan):
+        if args.json:
+            print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        return EXIT_OK
+    print(result.model_dump_json(indent=2) if args.json else render_record(result))
+    return EXIT_OK
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    from tasks.ledger import Ledger
+
+    ledger = Ledger()
+    if args.action == "show":
+        record = ledger.get(args.ref) or next(iter(ledger.by_sha(args.ref, limit=1)), None)
+        if record is None:
+            raise ConfigError(
+                f"no deploy {args.ref!r} in the ledger",
+                expected="a deploy id or commit SHA",
+                found="no record",
+                remedy="list them with `gangway ledger list`",
+            )
+        print(record.model_dump_json(indent=2) if args.json else render_record(record))
+        return EXIT_OK
+    if args.action == "list":
+        records = ledger.recent(args.env)
+    elif args.action == "sha":
+        records = ledger.by_sha(args.ref, args.env)
+    else:
+        records = ledger.by_digest(args.ref)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return EXIT_OK
+    rows = [
+        (
+            r.deploy_id[:12],
+            r.env,
+            r.kind,
+            r.commit_sha[:12],
+            (r.image_digest or "-")[:19],
+            r.outcome.value,
+            f"{r.started_at:%Y-%m-%d %H:%M}",
+        )
+        for r in records
+    ]
+    print(table(("deploy", "env", "kind", "commit", "digest", "outcome", "started"), rows))
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from rehearsal import stack
 
@@ -81,8 +206,18 @@ def _demo(args: argparse.Namespace) -> int:
     print("== rehearsal stack")
     print(stack.up().render())
     apply_env_file()
-    print(f"\n== build, in-image import gate and push for {args.env}")
-    code = _gate(argparse.Namespace(env=args.env, no_push=False, json=False))
+    print(f"\n== deploy the reference service to {args.env}, end to end")
+    code = _deploy(
+        argparse.Namespace(
+            env=args.env,
+            sha=None,
+            canary=0,
+            bake=0,
+            allow_destructive=False,
+            dry_run=False,
+            json=False,
+        )
+    )
     print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
     return code
 
@@ -103,6 +238,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-push", action="store_true", help="stop after the in-image gate")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=_gate)
+
+    p = sub.add_parser("deploy", help="deploy one commit to one environment, with evidence")
+    p.add_argument("--env", required=True, help=f"one of: {', '.join(envs)}")
+    p.add_argument("--sha", help="commit to deploy (default: HEAD of the service)")
+    p.add_argument(
+        "--canary",
+        type=int,
+        default=0,
+        metavar="PERCENT",
+        help="route PERCENT of traffic to the new version during the bake",
+    )
+    p.add_argument("--bake", type=int, default=0, metavar="SECONDS", help="canary bake time")
+    p.add_argument(
+        "--allow-destructive",
+        action="store_true",
+        help="let drop/rename/narrowing migrations through",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    p.add_argument("--json", action="store_true", help="the ledger record as JSON")
+    p.set_defaults(run=_deploy)
+
+    p = sub.add_parser("ledger", help="read the deploy ledger")
+    p.add_argument("action", choices=("list", "show", "sha", "digest"))
+    p.add_argument("ref", nargs="?", default="", help="deploy id, commit SHA or digest")
+    p.add_argument("--env")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_ledger)
 
     p = sub.add_parser("demo", help="stack up, then the whole rehearsal for one environment")
     p.add_argument("--env", default="dev")

@@ -7,11 +7,13 @@ idempotent and timed; a second up() with everything running takes a few seconds.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +119,9 @@ def moto_endpoint() -> str:
 
 def moto_ready() -> bool:
     """True when the moto bridge answers GET /moto-api/."""
-    return system.http_ok(f"{moto_endpoint()}/moto-api/")
+    # moto's dashboard; the body check tells it from another server answering 200 there.
+    return system.http_ok(f"{moto_endpoint()}/moto-api/",
+                          accept=lambda r: "moto" in r.text.lower())
 
 
 def ensure_moto(home: Path | None = None) -> system.DaemonResult:
@@ -279,8 +283,24 @@ def _step(status: StackStatus, name: str, action: Callable[[], Component]) -> Co
     return component
 
 
+@contextlib.contextmanager
+def _exclusive(home: Path | None = None) -> Iterator[None]:
+    """One up()/down() at a time per home: parallel test workers must not start daemons twice."""
+    with (system.home_dir("run", home) / "stack.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def up(envs: list[str] | None = None, *, reseed: bool = False) -> StackStatus:
     """Bring the whole rehearsal stack up (idempotent); raises StackError naming what failed."""
+    with _exclusive():
+        return _up(envs, reseed=reseed)
+
+
+def _up(envs: list[str] | None, *, reseed: bool) -> StackStatus:
     begun = time.monotonic()
     envs = envs if envs is not None else available_environments()
     status = StackStatus()
@@ -333,8 +353,9 @@ def up(envs: list[str] | None = None, *, reseed: bool = False) -> StackStatus:
 
 def down() -> None:
     """Stop every daemon the stack started; daemons it found running are left alone."""
-    system.stop_all()
-    _seed_marker(None).unlink(missing_ok=True)
+    with _exclusive():
+        system.stop_all()
+        _seed_marker(None).unlink(missing_ok=True)
 
 
 def _probe(name: str, endpoint: str, ready: Callable[[], bool], pid_name: str) -> Component:

@@ -114,6 +114,10 @@ def log_tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return "(no log)"
     tail = text.splitlines()[-lines:]
+    # Only the latest start: earlier runs' lines would hide what failed now.
+    starts = [i for i, line in enumerate(tail) if line.startswith("=== ")]
+    if starts:
+        tail = tail[starts[-1]:]
     return "\n    ".join(tail) if tail else "(log is empty)"
 
 
@@ -144,9 +148,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_pid(name: str, pid: int, home: Path | None = None) -> None:
-    """Record that the stack started ``name`` as process ``pid``."""
-    pid_path(name, home).write_text(f"{pid} {_proc_start_time(pid) or '-'}\n")
+def write_pid(name: str, pid: int, home: Path | None = None, endpoint: str = "") -> None:
+    """Record that the stack started ``name`` as process ``pid`` (serving ``endpoint``)."""
+    pid_path(name, home).write_text(f"{pid} {_proc_start_time(pid) or '-'} {endpoint}".strip()
+                                    + "\n")
+
+
+def owned_endpoint(name: str, home: Path | None = None) -> str:
+    """The endpoint recorded for a daemon the stack started ('' when unknown)."""
+    try:
+        parts = pid_path(name, home).read_text().split()
+    except OSError:
+        return ""
+    return parts[2] if len(parts) > 2 else ""
 
 
 def owned_pid(name: str, home: Path | None = None) -> int | None:
@@ -231,8 +245,9 @@ def wait_healthy(
             # Reap it if it is our child, to read a real exit status.
             code: int | str = "?"
             with contextlib.suppress(ChildProcessError, OSError):
-                _, status = os.waitpid(pid, os.WNOHANG)
-                code = os.waitstatus_to_exitcode(status) if status else "?"
+                reaped, status = os.waitpid(pid, os.WNOHANG)
+                if reaped:
+                    code = os.waitstatus_to_exitcode(status)
             raise StackError(
                 f"{name} exited while starting (exit status {code})",
                 expected=f"{name} answering on {endpoint}" if endpoint else f"{name} running",
@@ -281,12 +296,15 @@ def tcp_open(port: int, host: str = LOOPBACK, timeout: float = 1.0) -> bool:
         return False
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    """True when GET url answers 200 (proxies ignored: the stack is on loopback)."""
+def http_ok(
+    url: str, timeout: float = 2.0, accept: Callable[[httpx.Response], bool] | None = None
+) -> bool:
+    """True when GET url answers 200 (and ``accept`` likes the response); proxies ignored."""
     try:
-        return httpx.get(url, timeout=timeout, trust_env=False).status_code == 200
+        response = httpx.get(url, timeout=timeout, trust_env=False)
     except httpx.HTTPError:
         return False
+    return response.status_code == 200 and (accept is None or accept(response))
 
 
 def _docker_base_url() -> str | None:
@@ -359,12 +377,21 @@ def mysql_ready(port: int | None = None) -> bool:
 
 def registry_ready(port: int | None = None) -> bool:
     """True when GET /v2/ on the registry answers 200."""
-    return http_ok(f"http://{LOOPBACK}:{port or ports().registry}/v2/")
+    # The API version header tells a registry from any web server answering 200 on /v2/.
+    return http_ok(
+        f"http://{LOOPBACK}:{port or ports().registry}/v2/",
+        accept=lambda r: r.headers.get("Docker-Distribution-Api-Version", "").startswith(
+            "registry/2"
+        ),
+    )
 
 
 def prefect_ready(port: int | None = None) -> bool:
     """True when the Prefect server's /api/health answers 200."""
-    return http_ok(f"http://{LOOPBACK}:{port or ports().prefect}/api/health")
+    return http_ok(
+        f"http://{LOOPBACK}:{port or ports().prefect}/api/health",
+        accept=lambda r: r.text.strip() == "true",
+    )
 
 
 # --------------------------------------------------------------------------- packages
@@ -411,6 +438,17 @@ def _satisfied_without(package: str) -> bool:
     return False
 
 
+def _elsewhere(package: str) -> str:
+    """What to provide on a system without apt, for the package ``package`` stands for."""
+    p = ports()
+    return {
+        "docker.io": "a Docker Engine (DOCKER_HOST or /var/run/docker.sock)",
+        "mariadb-server": f"MySQL 8 or MariaDB 10.11 on {LOOPBACK}:{p.mysql}",
+        "docker-registry": f"an OCI registry (CNCF distribution) on {LOOPBACK}:{p.registry}",
+        "debootstrap": "debootstrap, run once as root to build the base image",
+    }.get(package, package)
+
+
 def ensure_packages(packages: Sequence[str] = tuple(REQUIRED_PACKAGES)) -> list[str]:
     """Install the missing packages with apt (root on Debian only); returns what was installed."""
     missing = missing_packages(packages)
@@ -426,8 +464,8 @@ def ensure_packages(packages: Sequence[str] = tuple(REQUIRED_PACKAGES)) -> list[
             found=f"missing: {', '.join(needed)} ({where}, so gangway does not install them)",
             remedy=f"sudo apt-get install -y {' '.join(needed)}"
             if _is_debian()
-            else "install Docker Engine, MySQL 8 or MariaDB 10.11 (on 127.0.0.1), a registry "
-            "on 127.0.0.1:5000 and debootstrap; or start them and run `up` again",
+            else "install and start: " + "; ".join(_elsewhere(p) for p in needed)
+            + "; then run `up` again",
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     log = log_path("apt")
@@ -487,13 +525,26 @@ def ensure_daemon(
     """Use ``name`` if ``check`` passes, else ``start`` it and wait until ``check`` passes."""
     begun = time.monotonic()
     log = log_path(name, home)
+    ours = owned_pid(name, home)
+    if ours is not None and owned_endpoint(name, home) not in ("", endpoint):
+        if check():
+            # Something else serves the new endpoint; ours still serves the old one.
+            return DaemonResult(name, "external", endpoint, None, None, time.monotonic() - begun)
+        # The port changed since we started it: stop ours rather than leave it orphaned.
+        stop_pid(name, ours)
+        pid_path(name, home).unlink(missing_ok=True)
+        ours = None
     if check():
-        pid = owned_pid(name, home)
-        state = "running" if pid else "external"
-        return DaemonResult(name, state, endpoint, pid, log if pid else None,
+        if ours is not None and not owned_endpoint(name, home):
+            write_pid(name, ours, home, endpoint)  # a pid file from before endpoints were kept
+        state = "running" if ours else "external"
+        return DaemonResult(name, state, endpoint, ours, log if ours else None,
                             time.monotonic() - begun)
     # One of ours that is alive but not answering yet is still starting: wait, never double.
-    pid = owned_pid(name, home) or start()
+    pid = ours
+    if pid is None:
+        pid = start()
+        write_pid(name, pid, home, endpoint)
     wait_healthy(name, check, timeout=timeout, pid=pid, log=log, endpoint=endpoint)
     return DaemonResult(name, "started", endpoint, pid, log, time.monotonic() - begun)
 
@@ -701,17 +752,11 @@ def _prefect_executable() -> str:
     return found
 
 
-def start_prefect(home: Path | None = None) -> int | None:
-    """Launch the Prefect server in the background unless it answers; its pid, or None."""
-    port = ports().prefect
-    if prefect_ready(port):
-        return None
-    pid = owned_pid("prefect", home)
-    if pid is not None:
-        return pid  # ours and still starting
+def _spawn_prefect(home: Path | None = None) -> int:
     env = {**os.environ, **prefect_env(home)}
     # The server must not think it is a client of some other API.
     env.pop("PREFECT_API_KEY", None)
+    port = ports().prefect
     return spawn(
         "prefect",
         [_prefect_executable(), "server", "start", "--host", LOOPBACK, "--port", str(port)],
@@ -720,21 +765,27 @@ def start_prefect(home: Path | None = None) -> int | None:
     )
 
 
+def start_prefect(home: Path | None = None) -> int | None:
+    """Launch the Prefect server in the background without waiting; its new pid, or None."""
+    port = ports().prefect
+    endpoint = f"http://{LOOPBACK}:{port}/api"
+    if prefect_ready(port):
+        return None
+    if owned_pid("prefect", home) is not None:
+        # Ours, still starting (ensure_prefect waits) or on another port (it replaces it).
+        return None
+    pid = _spawn_prefect(home)
+    write_pid("prefect", pid, home, endpoint)
+    return pid
+
+
 def ensure_prefect(home: Path | None = None, timeout: float = 120.0) -> DaemonResult:
     """Start (or wait for) a shared local Prefect server; health is GET /api/health."""
     port = ports().prefect
-    endpoint = f"http://{LOOPBACK}:{port}/api"
-    begun = time.monotonic()
-    log = log_path("prefect", home)
-    if prefect_ready(port):
-        pid = owned_pid("prefect", home)
-        return DaemonResult("prefect", "running" if pid else "external", endpoint, pid,
-                            log if pid else None, time.monotonic() - begun)
-    pid = start_prefect(home)
     # A first start migrates its SQLite database: allow more than the other daemons.
-    wait_healthy("prefect", lambda: prefect_ready(port), timeout=timeout, pid=pid, log=log,
-                 endpoint=endpoint)
-    return DaemonResult("prefect", "started", endpoint, pid, log, time.monotonic() - begun)
+    return ensure_daemon("prefect", f"http://{LOOPBACK}:{port}/api",
+                         lambda: prefect_ready(port), lambda: _spawn_prefect(home),
+                         timeout=timeout, home=home)
 
 
 # Reverse start order: clients before the services they use.

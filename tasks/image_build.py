@@ -94,9 +94,15 @@ def vendor_requirements(config: DeployConfig, architecture: str) -> float:
 
 
 def build_image(
-    client: docker.DockerClient, config: DeployConfig, revision: SourceRevision
+    client: docker.DockerClient,
+    config: DeployConfig,
+    revision: SourceRevision,
+    tag: str | None = None,
 ) -> BuiltImage:
-    """Vendor dependencies, then build the service image labelled with the commit SHA."""
+    """Vendor dependencies, then build the service image labelled with the commit SHA.
+
+    The tag defaults to the revision's (the SHA); a variant build passes its own.
+    """
     architectures = {fn.spec.architecture for fn in config.functions.values()}
     if len(architectures) != 1:
         raise ConfigError(
@@ -116,7 +122,7 @@ def build_image(
             found="no such file",
             remedy="fix service.build.context / service.build.dockerfile in service.toml",
         )
-    reference = f"{config.image_repository}:{revision.tag}"
+    reference = f"{config.image_repository}:{tag or revision.tag}"
     started = time.monotonic()
     try:
         image, _logs = client.images.build(

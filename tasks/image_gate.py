@@ -129,7 +129,8 @@ def evaluate(report: dict[str, Any], config: DeployConfig, image_arch: str) -> l
             )
         )
         checks.append(_import_check(key, fn, outcome["with_env"]))
-        if fn.spec.required_env:
+        # Only meaningful once the handler imports; a missing module already failed above.
+        if fn.spec.required_env and outcome["with_env"]["imported"]:
             checks.append(_startup_check(key, fn, outcome["without_env"]))
     return checks
 

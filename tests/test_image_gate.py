@@ -33,7 +33,7 @@ def _broken_image(
     dockerfile.write_text(original + "\n" + extra + "\n")
     broken = _with_dockerfile(config, dockerfile)
     revision = source_revision(config.root, [config.build_context])
-    return broken, build_image(docker, broken, revision)
+    return broken, build_image(docker, broken, revision, tag=f"variant-{tmp_path.name[:40]}")
 
 
 def test_reference_image_imports_all_seven_handlers(

@@ -1,0 +1,124 @@
+"""The AWS side of one rehearsal environment, created idempotently on the moto bridge.
+
+This plays the part of the infrastructure code (Terraform, CDK) on real AWS: it makes the role,
+the bucket, the functions with their configuration, the alias and the log groups exist.
+gangway itself never creates infrastructure; it deploys code into what exists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from gangway.config import DeployConfig, ResolvedFunction
+from gangway.errors import StackError
+
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def _clients(config: DeployConfig) -> dict[str, Any]:
+    aws = config.environment.aws
+    session = boto3.session.Session()
+    return {
+        name: session.client(name, region_name=aws.region, endpoint_url=aws.endpoint_url)
+        for name in ("iam", "s3", "lambda", "logs")
+    }
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _role(iam: Any, name: str) -> str:
+    try:
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+    except ClientError as exc:
+        if _code(exc) != "NoSuchEntity":
+            raise
+    return str(
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    )
+
+
+def _bucket(s3: Any, name: str, region: str) -> None:
+    try:
+        s3.head_bucket(Bucket=name)
+        return
+    except ClientError:
+        pass
+    kwargs: dict[str, Any] = {"Bucket": name}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+
+
+def _function(lam: Any, fn: ResolvedFunction, role: str, image_uri: str) -> None:
+    try:
+        lam.get_function(FunctionName=fn.name)
+        return  # code belongs to gangway's deploys; seeding only ensures existence
+    except ClientError as exc:
+        if _code(exc) != "ResourceNotFoundException":
+            raise
+    lam.create_function(
+        FunctionName=fn.name,
+        PackageType="Image",
+        Code={"ImageUri": image_uri},
+        ImageConfig={"Command": [fn.spec.handler]},
+        Role=role,
+        Timeout=fn.spec.timeout,
+        MemorySize=fn.spec.memory,
+        Architectures=[fn.spec.architecture],
+        Environment={"Variables": fn.env_plain()},
+        Publish=False,
+    )
+
+
+def _alias(lam: Any, name: str, alias: str) -> None:
+    try:
+        lam.get_alias(FunctionName=name, Name=alias)
+        return
+    except ClientError as exc:
+        if _code(exc) != "ResourceNotFoundException":
+            raise
+    version = lam.publish_version(FunctionName=name)["Version"]
+    lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+
+
+def _log_group(logs: Any, name: str) -> None:
+    try:
+        logs.create_log_group(logGroupName=name)
+    except ClientError as exc:
+        if _code(exc) != "ResourceAlreadyExistsException":
+            raise
+
+
+def seed_environment(config: DeployConfig, bootstrap_image_uri: str) -> None:
+    """Make the role, bucket, functions, alias and log groups of one environment exist."""
+    env = config.environment
+    clients = _clients(config)
+    try:
+        role = _role(clients["iam"], f"{config.service.name}-{env.name}-lambda")
+        _bucket(clients["s3"], env.bucket, env.aws.region)
+        for fn in config.functions.values():
+            _function(clients["lambda"], fn, role, bootstrap_image_uri)
+            _alias(clients["lambda"], fn.name, env.alias)
+            _log_group(clients["logs"], f"/aws/lambda/{fn.name}")
+    except ClientError as exc:
+        raise StackError(
+            f"seeding the AWS side of {env.name} failed",
+            expected=f"moto at {env.aws.endpoint_url} to accept the calls",
+            found=f"{_code(exc)}: {exc}"[:400],
+            remedy="restart the bridge (`gangway stack down && gangway stack up`)",
+        ) from exc

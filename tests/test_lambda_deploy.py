@@ -1,0 +1,454 @@
+"""The pipeline → Lambda boundary: describe, gate, publish by digest, move and restore aliases.
+
+Stack tests run against moto over HTTP with the invoke bridge; the ones that move aliases or
+change function configuration use the `staging` environment (dev belongs to other tests) and
+put everything back. The offline tests stub AWS's own error shapes that moto never produces
+(RevisionId conflicts, a failed update, a version that reports another image).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from gangway.config import DeployConfig, load_config
+from gangway.errors import AwsError
+from gangway.evidence import GateFailed, Status
+from tasks import lambda_deploy
+from tasks.aws import client
+from tasks.lambda_deploy import (
+    AliasState,
+    DeployedVersion,
+    LiveFunction,
+    config_gate,
+    deploy_version,
+    describe_functions,
+    read_alias,
+    restore_alias,
+    set_canary,
+    shift_alias,
+)
+from tasks.registry import PushedImage
+
+# The ticker fetcher answers without the database: the cheapest function to invoke.
+CANARY_KEY = "ticker_fetcher"
+DIGEST_A = "127.0.0.1:5000/daily-report@sha256:" + "a" * 64
+DIGEST_B = "127.0.0.1:5000/daily-report@sha256:" + "b" * 64
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def staging(stack: object) -> DeployConfig:
+    """The staging rehearsal environment: the one these tests may change and restore."""
+    return load_config("staging")
+
+
+@pytest.fixture(scope="module")
+def lam(staging: DeployConfig) -> Any:
+    """A Lambda client for staging, with room for a cold invoke."""
+    return client(staging, "lambda", read_timeout=120)
+
+
+def _versions(lam: Any, name: str) -> list[str]:
+    pages = lam.get_paginator("list_versions_by_function").paginate(FunctionName=name)
+    return [v["Version"] for p in pages for v in p["Versions"] if v["Version"] != "$LATEST"]
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    staging: DeployConfig, lam: Any, pushed_image: PushedImage
+) -> tuple[DeployedVersion, DeployedVersion, list[str], list[str]]:
+    """The reference image deployed to the canary function twice: (first, rerun, versions)."""
+    name = staging.functions[CANARY_KEY].name
+    alias = read_alias(staging, name)
+    if alias.weights:  # a run killed mid-canary left weights behind; start from a clean alias
+        restore_alias(staging, name, alias.model_copy(update={"weights": {}}))
+    live = describe_functions(staging)[CANARY_KEY]
+    before = _versions(lam, name)
+    first = deploy_version(staging, live, pushed_image.by_digest)
+    after_first = _versions(lam, name)
+    rerun = deploy_version(staging, describe_functions(staging)[CANARY_KEY], pushed_image.by_digest)
+    assert _versions(lam, name) == after_first, "a re-run published another version"
+    if first.previous_alias.version == first.version:
+        # A previous session moved the alias to this digest and died: give it a baseline.
+        shift_alias(staging, name, next(v for v in reversed(after_first) if v != first.version))
+    return first, rerun, before, after_first
+
+
+@pytest.fixture
+def restore_config(lam: Any) -> Iterator[Callable[[str], None]]:
+    """Remember a function's configuration before a test changes it; put it back after."""
+    saved: dict[str, dict[str, Any]] = {}
+
+    def remember(name: str) -> None:
+        conf = lam.get_function_configuration(FunctionName=name)
+        saved[name] = {
+            "Environment": {"Variables": conf["Environment"]["Variables"]},
+            "Timeout": conf["Timeout"],
+            "MemorySize": conf["MemorySize"],
+        }
+
+    yield remember
+    for name, conf in saved.items():
+        lam.update_function_configuration(FunctionName=name, **conf)
+
+
+# --- describe and the config gate (stack) ---------------------------------------------------
+
+
+@pytest.mark.stack
+def test_describe_returns_every_function_with_its_alias(
+    dev_config: DeployConfig, staging: DeployConfig
+) -> None:
+    started = time.monotonic()
+    live = describe_functions(dev_config)
+    elapsed = time.monotonic() - started
+    assert set(live) == set(dev_config.functions) and len(live) == 7
+    for key, fn in live.items():
+        assert fn.name == dev_config.functions[key].name
+        assert fn.package_type == "Image" and fn.image_uri
+        assert fn.alias.name == "live" and fn.alias.version.isdigit()
+        assert fn.arn.endswith(f":function:{fn.name}")
+    # Env values are secrets: present for comparison, hidden from every rendering.
+    token = dev_config.functions["telegram"].env_plain()["TELEGRAM_BOT_TOKEN"]
+    telegram = live["telegram"]
+    assert telegram.env["TELEGRAM_BOT_TOKEN"].get_secret_value() == token
+    assert token not in repr(telegram) and token not in telegram.model_dump_json()
+    print(f"\ndescribe_functions: 7 functions in {elapsed:.2f} s")
+
+
+@pytest.mark.stack
+def test_config_gate_passes_for_the_seeded_functions(staging: DeployConfig) -> None:
+    result = config_gate(staging, describe_functions(staging))
+    assert result.status is Status.PASSED, result.summary()
+    assert result.gate == "function config" and result.boundary == "deployment"
+    assert len(result.checks) == 7 * 6
+
+
+@pytest.mark.stack
+def test_config_gate_names_the_function_and_the_missing_env_keys(
+    staging: DeployConfig, lam: Any, restore_config: Callable[[str], None]
+) -> None:
+    fn = staging.functions["telegram"]
+    restore_config(fn.name)
+    env = {k: v for k, v in fn.env_plain().items() if k not in ("DB_HOST", "TELEGRAM_BOT_TOKEN")}
+    lam.update_function_configuration(FunctionName=fn.name, Environment={"Variables": env})
+
+    result = config_gate(staging, describe_functions(staging))
+    assert result.status is Status.FAILED
+    failed = {c.name: c for c in result.failures}
+    assert set(failed) == {f"telegram ({fn.name}): required env"}
+    check = failed[f"telegram ({fn.name}): required env"]
+    assert check.found == "missing: DB_HOST, TELEGRAM_BOT_TOKEN"
+    assert "add DB_HOST, TELEGRAM_BOT_TOKEN to the function's environment" in check.remedy
+    assert check.evidence["function"] == fn.name and check.evidence["key"] == "telegram"
+    rendered = str(GateFailed(result)) + result.model_dump_json()
+    for secret in (fn.env_plain()["TELEGRAM_BOT_TOKEN"], fn.env_plain()["DB_PASSWORD"]):
+        assert secret not in rendered
+
+
+@pytest.mark.stack
+def test_config_gate_fails_on_drifted_values_timeout_and_memory(
+    staging: DeployConfig, lam: Any, restore_config: Callable[[str], None]
+) -> None:
+    fn = staging.functions["api"]
+    restore_config(fn.name)
+    env = {**fn.env_plain(), "DB_PASSWORD": "not-the-declared-one"}
+    lam.update_function_configuration(
+        FunctionName=fn.name,
+        Timeout=fn.spec.timeout + 30,
+        MemorySize=fn.spec.memory * 2,
+        Environment={"Variables": env},
+    )
+
+    result = config_gate(staging, describe_functions(staging))
+    failed = {c.name.removeprefix(f"api ({fn.name}): "): c for c in result.failures}
+    assert set(failed) == {"timeout", "memory", "declared env values"}
+    assert failed["timeout"].expected == "30 s" and failed["timeout"].found == "60 s"
+    assert failed["memory"].expected == "512 MB" and failed["memory"].found == "1024 MB"
+    assert failed["declared env values"].found == "differ: DB_PASSWORD"
+    rendered = str(GateFailed(result))
+    assert "not-the-declared-one" not in rendered
+    assert fn.env_plain()["DB_PASSWORD"] not in rendered
+
+
+# --- publishing (stack) ---------------------------------------------------------------------
+
+
+@pytest.mark.stack
+def test_deploy_publishes_a_version_running_the_digest_and_a_rerun_reuses_it(
+    staging: DeployConfig,
+    lam: Any,
+    pushed_image: PushedImage,
+    deployed: tuple[DeployedVersion, DeployedVersion, list[str], list[str]],
+) -> None:
+    first, rerun, before, after_first = deployed
+    assert first.image_uri == pushed_image.by_digest
+    version = lam.get_function(FunctionName=first.name, Qualifier=first.version)
+    assert version["Code"]["ImageUri"] == pushed_image.by_digest
+    assert version["Configuration"]["CodeSha256"] == first.code_sha256
+    if first.reused:  # an earlier session already published this digest
+        assert after_first == before and first.version in before
+    else:
+        assert after_first == [*before, first.version]
+        print(f"\nupdate + publish + verify: {first.duration_s:.2f} s")
+    assert rerun.reused and rerun.version == first.version
+    assert rerun.code_sha256 == first.code_sha256
+    print(f"\nre-run (reuse) check: {rerun.duration_s:.2f} s")
+
+
+@pytest.mark.stack
+def test_deploy_refuses_a_tag(staging: DeployConfig, pushed_image: PushedImage) -> None:
+    live = describe_functions(staging)[CANARY_KEY]
+    tagged = f"{pushed_image.registry}/{pushed_image.repository}:{pushed_image.tag}"
+    with pytest.raises(AwsError, match=r"refusing to deploy .* from a tag"):
+        deploy_version(staging, live, tagged)
+
+
+# --- moving traffic (stack) -----------------------------------------------------------------
+
+
+@pytest.mark.stack
+def test_shift_then_restore_reads_the_alias_back_on_the_previous_version(
+    staging: DeployConfig,
+    lam: Any,
+    deployed: tuple[DeployedVersion, DeployedVersion, list[str], list[str]],
+) -> None:
+    first = deployed[0]
+    previous = read_alias(staging, first.name)
+    assert previous.version != first.version
+    try:
+        moved = shift_alias(staging, first.name, first.version)
+        assert moved.version == first.version and moved.weights == {}
+        assert read_alias(staging, first.name).routes_like(moved)
+        response = lam.invoke(FunctionName=first.name, Qualifier="live", Payload=b"{}")
+        assert response["ExecutedVersion"] == first.version
+    finally:
+        started = time.monotonic()
+        back = restore_alias(staging, first.name, previous)
+        elapsed = time.monotonic() - started
+    assert back.version == previous.version and back.weights == {}
+    assert read_alias(staging, first.name).routes_like(previous)
+    print(f"\nrestore_alias (update + read-back): {elapsed:.2f} s")
+
+
+@pytest.mark.stack
+def test_canary_routes_invokes_to_both_versions(
+    staging: DeployConfig,
+    lam: Any,
+    deployed: tuple[DeployedVersion, DeployedVersion, list[str], list[str]],
+) -> None:
+    first = deployed[0]
+    previous = read_alias(staging, first.name)
+    seen: Counter[str] = Counter()
+    started = time.monotonic()
+    try:
+        canary = set_canary(staging, first.name, previous.version, first.version, 50)
+        assert canary.version == previous.version and canary.weights == {first.version: 0.5}
+        assert read_alias(staging, first.name).routes_like(canary)
+        # Stop once both versions answered: with 50 % each, 20 invokes miss one ~2e-6 of runs.
+        for _ in range(20):
+            response = lam.invoke(FunctionName=first.name, Qualifier="live", Payload=b"{}")
+            seen[response["ExecutedVersion"]] += 1
+            if len(seen) == 2 and seen.total() >= 4:
+                break
+    finally:
+        restore_alias(staging, first.name, previous)
+    assert set(seen) == {previous.version, first.version}, seen
+    print(f"\ncanary: {dict(seen)} in {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.stack
+def test_invalid_canary_is_refused_before_any_call(staging: DeployConfig) -> None:
+    name = staging.functions[CANARY_KEY].name
+    with pytest.raises(AwsError, match="invalid canary"):
+        set_canary(staging, name, "1", "1", 10)
+    with pytest.raises(AwsError, match="must be a published version"):
+        shift_alias(staging, name, "$LATEST")
+
+
+# --- missing resources (stack) --------------------------------------------------------------
+
+
+@pytest.mark.stack
+def test_a_missing_function_is_named(staging: DeployConfig) -> None:
+    ghost = staging.functions["api"].model_copy(update={"name": "daily-report-staging-ghost"})
+    config = staging.model_copy(update={"functions": {**staging.functions, "api": ghost}})
+    with pytest.raises(AwsError) as raised:
+        describe_functions(config)
+    assert raised.value.message == "function daily-report-staging-ghost does not exist"
+    assert "infrastructure" in raised.value.remedy
+
+
+@pytest.mark.stack
+def test_a_missing_alias_is_named(staging: DeployConfig) -> None:
+    environment = staging.environment.model_copy(update={"alias": "no-such-alias"})
+    config = staging.model_copy(update={"environment": environment})
+    with pytest.raises(AwsError) as raised:
+        describe_functions(config)
+    assert raised.value.message.startswith("alias no-such-alias of function daily-report-staging-")
+    assert "create alias no-such-alias" in raised.value.remedy
+
+
+# --- AWS behaviour moto does not produce (offline, stubbed) --------------------------------
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> DeployConfig:
+    """The staging config with made-up secrets; no stack needed."""
+    monkeypatch.setenv("GANGWAY_HOME", str(tmp_path))
+    for var in ("DB_PASSWORD", "TELEGRAM_TOKEN", "LINE_SECRET"):
+        monkeypatch.setenv(f"GANGWAY_STAGING_{var}", f"offline-{var.lower()}")
+    return load_config("staging")
+
+
+@pytest.fixture
+def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    """A stubbed Lambda client that lambda_deploy uses instead of a real one."""
+    lam = boto3.client(
+        "lambda", region_name="ap-southeast-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    monkeypatch.setattr(lambda_deploy, "client", lambda _config, _service, **_kw: lam)
+    with Stubber(lam) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+NAME = "daily-report-staging-ticker-fetcher"
+ALIAS_V1 = {"Name": "live", "FunctionVersion": "1", "RevisionId": "rev-1"}
+
+
+def _conf(version: str = "$LATEST", **extra: Any) -> dict[str, Any]:
+    return {
+        "FunctionName": NAME,
+        "Version": version,
+        "PackageType": "Image",
+        "Timeout": 60,
+        "MemorySize": 256,
+        "Architectures": ["x86_64"],
+        "Environment": {"Variables": {"TZ": "Asia/Bangkok"}},
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "CodeSha256": "a" * 64,
+        **extra,
+    }
+
+
+def _live() -> LiveFunction:
+    return LiveFunction.model_validate(
+        {
+            "key": CANARY_KEY,
+            "name": NAME,
+            "arn": f"arn:aws:lambda:ap-southeast-1:1:function:{NAME}",
+            "package_type": "Image",
+            "image_uri": DIGEST_A,
+            "code_sha256": "a" * 64,
+            "env": {"TZ": "Asia/Bangkok"},
+            "timeout": 60,
+            "memory": 256,
+            "architectures": ["x86_64"],
+            "state": "Active",
+            "last_update_status": "Successful",
+            "alias": AliasState(name="live", version="1", revision_id="rev-1"),
+        }
+    )
+
+
+def _until_update(stub: Stubber) -> None:
+    """Stub a deploy of DIGEST_B up to and including UpdateFunctionCode."""
+    stub.add_response("get_alias", ALIAS_V1, {"FunctionName": NAME, "Name": "live"})
+    latest = {"Configuration": _conf(), "Code": {"ImageUri": DIGEST_A}}
+    stub.add_response("get_function", latest, {"FunctionName": NAME, "Qualifier": "$LATEST"})
+    stub.add_response("list_versions_by_function", {"Versions": [_conf(), _conf("1")]})
+    stub.add_response("get_function", {"Configuration": _conf("1"), "Code": {"ImageUri": DIGEST_A}})
+    stub.add_response("get_function", latest)  # waiter: nothing in progress
+    stub.add_response("get_function_configuration", _conf())
+    stub.add_response("update_function_code", _conf(CodeSha256="b" * 64))
+
+
+def test_a_failed_update_is_reported_with_lambdas_reason(
+    offline: DeployConfig, stub: Stubber
+) -> None:
+    _until_update(stub)
+    failed = _conf(
+        LastUpdateStatus="Failed",
+        LastUpdateStatusReason="Lambda does not have permission to access the ECR image.",
+        LastUpdateStatusReasonCode="ImageAccessDenied",
+    )
+    stub.add_response("get_function", {"Configuration": failed})  # the waiter's Failed acceptor
+    stub.add_response("get_function_configuration", failed)
+    with pytest.raises(AwsError) as raised:
+        deploy_version(offline, _live(), DIGEST_B, wait_s=5)
+    assert raised.value.message == f"{NAME}:$LATEST failed: LastUpdateStatus is Failed"
+    assert "ImageAccessDenied" in raised.value.found and "ECR" in raised.value.remedy
+
+
+def test_a_publish_racing_another_deploy_is_refused(offline: DeployConfig, stub: Stubber) -> None:
+    _until_update(stub)
+    stub.add_response("get_function", {"Configuration": _conf(CodeSha256="b" * 64)})
+    stub.add_response("get_function_configuration", _conf(CodeSha256="b" * 64))
+    stub.add_client_error(
+        "publish_version",
+        service_error_code="PreconditionFailedException",
+        http_status_code=412,
+        expected_params={
+            "FunctionName": NAME,
+            "CodeSha256": "b" * 64,
+            "Description": f"gangway: {DIGEST_B}",
+        },
+    )
+    with pytest.raises(AwsError, match="changed between update and publish: another deploy"):
+        deploy_version(offline, _live(), DIGEST_B, wait_s=5)
+
+
+def test_a_version_reporting_another_image_is_refused(offline: DeployConfig, stub: Stubber) -> None:
+    _until_update(stub)
+    stub.add_response("get_function", {"Configuration": _conf(CodeSha256="b" * 64)})
+    stub.add_response("get_function_configuration", _conf(CodeSha256="b" * 64))
+    stub.add_response("publish_version", _conf("2", CodeSha256="b" * 64))
+    stub.add_response("get_function", {"Configuration": _conf("2")})  # waiter: Active
+    stub.add_response("get_function_configuration", _conf("2"))
+    stub.add_response("get_function", {"Configuration": _conf("2"), "Code": {"ImageUri": DIGEST_A}})
+    with pytest.raises(AwsError, match=r"version 2 of .* does not run the tested digest") as raised:
+        deploy_version(offline, _live(), DIGEST_B, wait_s=5)
+    assert raised.value.expected == DIGEST_B and DIGEST_A in raised.value.found
+
+
+def test_an_alias_changed_by_another_writer_is_a_clear_error(
+    offline: DeployConfig, stub: Stubber
+) -> None:
+    stub.add_response("get_alias", ALIAS_V1)
+    stub.add_client_error(
+        "update_alias",
+        service_error_code="PreconditionFailedException",
+        http_status_code=412,
+        expected_params={
+            "FunctionName": NAME,
+            "Name": "live",
+            "FunctionVersion": "2",
+            "RoutingConfig": {"AdditionalVersionWeights": {}},
+            "RevisionId": "rev-1",
+        },
+    )
+    with pytest.raises(AwsError, match="the alias changed under us: another deploy"):
+        shift_alias(offline, NAME, "2")
+
+
+def test_a_restore_that_does_not_read_back_is_not_proven(
+    offline: DeployConfig, stub: Stubber
+) -> None:
+    stub.add_response("get_alias", {**ALIAS_V1, "FunctionVersion": "2"})
+    stub.add_response("update_alias", ALIAS_V1)
+    stub.add_response("get_alias", {**ALIAS_V1, "FunctionVersion": "3"})  # someone moved it
+    with pytest.raises(AwsError, match=r"rollback of .* is not proven") as raised:
+        restore_alias(offline, NAME, AliasState(name="live", version="1"))
+    assert raised.value.expected == "live → 1" and raised.value.found == "live → 3"
