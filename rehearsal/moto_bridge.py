@@ -26,6 +26,7 @@ import copy
 import json
 import logging
 import random
+import re
 import signal
 import socket
 import sys
@@ -48,6 +49,8 @@ RIE_IN_CONTAINER = "/rie/aws-lambda-rie"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 START_WAIT_S = 20.0
 TAIL_BYTES = 4096
+RIE_LINE = re.compile(r"^\d\d \w{3} \d{4} [\d:,]+ \[\w+\] \(rapid\)")
+TIMED_OUT = re.compile(r"Task timed out after [0-9.]+ seconds")
 
 
 class BridgeSettings:
@@ -263,17 +266,27 @@ def run_in_image(fn: Any, event: bytes) -> tuple[bytes, bool, str]:
             container.remove(force=True)
         except NotFound:
             pass
-    return payload, _is_error(payload, logs), logs
+    # The emulator's own "(rapid)" lines are not in a real function's log stream.
+    logs = "\n".join(line for line in logs.splitlines() if not RIE_LINE.match(line))
+    timed_out = TIMED_OUT.search(payload.decode(errors="replace"))
+    if timed_out and not _is_error(payload):
+        # The RIE answers the bare text; AWS answers an error document and logs the line.
+        payload = json.dumps(
+            {"errorType": "Sandbox.Timedout", "errorMessage": timed_out.group(0)}
+        ).encode()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        end = logs.find("\nEND RequestId")
+        line = f"\n{stamp}.000Z Task timed out after {timed_out.group(0).split()[-2]} seconds"
+        logs = logs[:end] + line + logs[end:] if end >= 0 else logs + line
+    return payload, _is_error(payload), logs
 
 
-def _is_error(payload: bytes, logs: str) -> bool:
+def _is_error(payload: bytes) -> bool:
     try:
         document = json.loads(payload or b"null")
     except ValueError:
         return False
-    if isinstance(document, dict) and "errorType" in document and "errorMessage" in document:
-        return True
-    return "Task timed out after" in logs and (not payload or b"timed out" in payload)
+    return isinstance(document, dict) and "errorType" in document and "errorMessage" in document
 
 
 def _function_invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> Any:
