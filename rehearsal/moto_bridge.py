@@ -5,6 +5,8 @@ to whatever endpoint the environment names. Each function below closes one gap b
 moto 5.2 and AWS Lambda, so the pipeline can trust what the rehearsal reports:
 
 - ``_invoke_response``: moto reads a lowercase ``qualifier``; boto3 sends ``Qualifier``.
+- ``_update_alias_response`` / ``_publish_version_response``: RevisionId and CodeSha256
+  preconditions are enforced (moto ignored both), so a concurrent writer is caught.
 - ``_publish_version``: versions were shallow copies sharing ``code`` with $LATEST, so an old
   version reported (and would run) the NEW image after ``update_function_code``.
 - ``_set_function_code`` / ``_get_code``: CodeSha256 and ResolvedImageUri for an image by
@@ -35,10 +37,12 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import docker
 import httpx
 from docker.errors import DockerException, ImageNotFound, NotFound
+from moto.awslambda import exceptions as lambda_exceptions
 from moto.awslambda import models as lambda_models
 from moto.awslambda import responses as lambda_responses
 from moto.server import ThreadedMotoServer
@@ -89,6 +93,42 @@ def _invoke_response(self: Any) -> Any:
     if "Qualifier" in self.querystring and "qualifier" not in self.querystring:
         self.querystring["qualifier"] = self.querystring["Qualifier"]
     return _original_invoke_response(self)
+
+
+# --------------------------------------------------------------------------- preconditions
+_original_update_alias = lambda_responses.LambdaResponse.update_alias
+_original_publish_response = lambda_responses.LambdaResponse.publish_version
+
+
+def _update_alias_response(self: Any) -> Any:
+    """Refuse a stale RevisionId and give the alias a new one on change, as AWS does."""
+    function_name = unquote(self.path.rsplit("/")[-3])
+    alias_name = unquote(self.path.rsplit("/", 2)[-1])
+    wanted = json.loads(self.body or "{}").get("RevisionId")
+    alias = self.backend.get_alias(alias_name, function_name)
+    if wanted and wanted != alias.revision_id:
+        raise lambda_exceptions.PreconditionFailedException(
+            "The Revision Id provided does not match the latest Revision Id. "
+            "Call the GetAlias API to retrieve the latest Revision Id"
+        )
+    response = _original_update_alias(self)
+    alias.revision_id = str(uuid.uuid4())
+    status, headers, _ = response
+    return status, headers, json.dumps(alias.to_json())
+
+
+def _publish_version_response(self: Any) -> Any:
+    """Refuse to publish when CodeSha256 is not $LATEST's (a concurrent code change)."""
+    function_name = unquote(self.path.split("/")[-2])
+    wanted = json.loads(self.body or "{}").get("CodeSha256")
+    if wanted:
+        latest = self.backend.get_function(function_name)
+        if wanted != latest.code_sha_256:
+            raise lambda_exceptions.PreconditionFailedException(
+                f"CodeSHA256 ({wanted}) is different from current CodeSHA256 in $LATEST "
+                f"({latest.code_sha_256}). Please try again with the current CodeSHA256."
+            )
+    return _original_publish_response(self)
 
 
 # --------------------------------------------------------------------------- versions
@@ -328,6 +368,8 @@ def install(rie_path: Path, endpoint: str) -> None:
     BridgeSettings.rie_path = rie_path
     BridgeSettings.endpoint = endpoint
     lambda_responses.LambdaResponse.invoke = _invoke_response
+    lambda_responses.LambdaResponse.update_alias = _update_alias_response
+    lambda_responses.LambdaResponse.publish_version = _publish_version_response
     lambda_models.LambdaStorage.publish_version = _publish_version
     lambda_models.LambdaFunction._set_function_code = _set_function_code
     lambda_models.LambdaFunction.get_code = _get_code

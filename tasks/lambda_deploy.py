@@ -423,35 +423,52 @@ def _find_version(lam: Any, live_fn: LiveFunction, image_uri: str) -> dict[str, 
     return None
 
 
+def _configuration(lam: Any, name: str, qualifier: str) -> dict[str, Any]:
+    return _call(
+        lam.get_function_configuration,
+        "lambda:GetFunctionConfiguration",
+        f"{name}:{qualifier}",
+        {NOT_FOUND: _missing_function(name)},
+        FunctionName=name,
+        Qualifier=qualifier,
+    )
+
+
 def _settle(
-    lam: Any, name: str, qualifier: str, wait_s: float, *, field: str, done: str, waiter: str
+    lam: Any,
+    name: str,
+    qualifier: str,
+    wait_s: float,
+    *,
+    field: str,
+    done: tuple[str, ...],
+    waiter: str,
 ) -> dict[str, Any]:
-    """Wait until field of name:qualifier is done; a Failed state or the deadline is an error."""
+    """Wait until field of name:qualifier is in done; Failed or the deadline is an error."""
     deadline = time.monotonic() + wait_s
-    attempts = max(1, int(wait_s / POLL_DELAY_S))
-    try:
-        lam.get_waiter(waiter).wait(
-            FunctionName=name,
-            Qualifier=qualifier,
-            WaiterConfig={"Delay": POLL_DELAY_S, "MaxAttempts": attempts},
-        )
-    except WaiterError:
-        pass  # the read below says why, with Lambda's own reason
-    while True:
-        conf = _call(
-            lam.get_function_configuration,
-            "lambda:GetFunctionConfiguration",
-            f"{name}:{qualifier}",
-            {NOT_FOUND: _missing_function(name)},
-            FunctionName=name,
-            Qualifier=qualifier,
-        )
-        status = conf.get(field, "")
-        if status == done:
-            return conf
-        if status == "Failed" or time.monotonic() >= deadline:
-            raise _not_settled(name, qualifier, field, done, conf, wait_s)
-        time.sleep(POLL_DELAY_S)
+    final = (*done, "Failed")
+    conf = _configuration(lam, name, qualifier)
+    if conf.get(field) not in final:
+        try:
+            lam.get_waiter(waiter).wait(
+                FunctionName=name,
+                Qualifier=qualifier,
+                WaiterConfig={
+                    "Delay": POLL_DELAY_S,
+                    "MaxAttempts": max(1, int(wait_s / POLL_DELAY_S)),
+                },
+            )
+        except WaiterError:
+            pass  # the reads below say why, with Lambda's own reason
+        # Our own reads are the verdict: the waiter knows no reason and passes early on
+        # endpoints that report no update state at all.
+        conf = _configuration(lam, name, qualifier)
+        while conf.get(field) not in final and time.monotonic() < deadline:
+            time.sleep(POLL_DELAY_S)
+            conf = _configuration(lam, name, qualifier)
+    if conf.get(field) in done:
+        return conf
+    raise _not_settled(name, qualifier, field, done[0], conf, wait_s)
 
 
 def _not_settled(
@@ -540,6 +557,38 @@ def _verify_version(
     return conf
 
 
+def _wait_updated(lam: Any, name: str, wait_s: float) -> dict[str, Any]:
+    return _settle(
+        lam,
+        name,
+        LATEST,
+        wait_s,
+        field="LastUpdateStatus",
+        done=("Successful",),
+        waiter="function_updated_v2",
+    )
+
+
+def _wait_active(lam: Any, name: str, version: str, wait_s: float) -> dict[str, Any]:
+    # An idle old version may be Inactive: it serves (and wakes up) on invoke, so it counts.
+    return _settle(
+        lam,
+        name,
+        version,
+        wait_s,
+        field="State",
+        done=("Active", "Inactive"),
+        waiter="function_active_v2",
+    )
+
+
+def _update_and_publish(lam: Any, live_fn: LiveFunction, image_uri: str, wait_s: float) -> str:
+    _wait_updated(lam, live_fn.name, wait_s)  # UpdateFunctionCode is refused mid-update
+    sha = _update_code(lam, live_fn, image_uri)
+    _wait_updated(lam, live_fn.name, wait_s)
+    return _publish(lam, live_fn, sha, image_uri)
+
+
 def deploy_version(
     config: DeployConfig, live_fn: LiveFunction, image_uri: str, *, wait_s: float = DEFAULT_WAIT_S
 ) -> DeployedVersion:
@@ -549,40 +598,12 @@ def deploy_version(
     lam = client(config, "lambda")
     previous = _get_alias(lam, config.environment.alias, live_fn.name)
     _require_unchanged(lam, live_fn)
-
     existing = _find_version(lam, live_fn, image_uri)
     if existing is not None:
         version, reused = str(existing["Version"]), True
     else:
-        _settle(
-            lam,
-            live_fn.name,
-            LATEST,
-            wait_s,
-            field="LastUpdateStatus",
-            done="Successful",
-            waiter="function_updated_v2",
-        )
-        sha = _update_code(lam, live_fn, image_uri)
-        _settle(
-            lam,
-            live_fn.name,
-            LATEST,
-            wait_s,
-            field="LastUpdateStatus",
-            done="Successful",
-            waiter="function_updated_v2",
-        )
-        version, reused = _publish(lam, live_fn, sha, image_uri), False
-    _settle(
-        lam,
-        live_fn.name,
-        version,
-        wait_s,
-        field="State",
-        done="Active",
-        waiter="function_active_v2",
-    )
+        version, reused = _update_and_publish(lam, live_fn, image_uri, wait_s), False
+    _wait_active(lam, live_fn.name, version, wait_s)
     conf = _verify_version(lam, live_fn, version, image_uri)
     return DeployedVersion(
         key=live_fn.key,

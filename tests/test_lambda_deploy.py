@@ -202,6 +202,10 @@ def test_deploy_publishes_a_version_running_the_digest_and_a_rerun_reuses_it(
         assert after_first == [*before, first.version]
         print(f"\nupdate + publish + verify: {first.duration_s:.2f} s")
     assert rerun.reused and rerun.version == first.version
+    # The version serving traffic before still runs its own image (rollback depends on it).
+    if first.previous_alias.version != first.version:
+        old = lam.get_function(FunctionName=first.name, Qualifier=first.previous_alias.version)
+        assert old["Code"]["ImageUri"] != pushed_image.by_digest
     assert rerun.code_sha256 == first.code_sha256
     print(f"\nre-run (reuse) check: {rerun.duration_s:.2f} s")
 
@@ -274,6 +278,37 @@ def test_invalid_canary_is_refused_before_any_call(staging: DeployConfig) -> Non
         set_canary(staging, name, "1", "1", 10)
     with pytest.raises(AwsError, match="must be a published version"):
         shift_alias(staging, name, "$LATEST")
+
+
+# --- concurrency preconditions (the bridge enforces them as AWS does) ---------------------
+
+
+@pytest.mark.stack
+def test_rehearsal_refuses_an_alias_update_with_a_stale_revision(
+    staging: DeployConfig, lam: Any
+) -> None:
+    name = staging.functions[CANARY_KEY].name
+    current = lam.get_alias(FunctionName=name, Name="live")
+    with pytest.raises(lam.exceptions.PreconditionFailedException):
+        # Same version: if the stack wrongly accepts it, nothing changes.
+        lam.update_alias(
+            FunctionName=name,
+            Name="live",
+            FunctionVersion=current["FunctionVersion"],
+            RevisionId="stale-revision",
+        )
+
+
+@pytest.mark.stack
+def test_rehearsal_refuses_a_publish_with_another_code_sha(
+    staging: DeployConfig,
+    lam: Any,
+    deployed: tuple[DeployedVersion, DeployedVersion, list[str], list[str]],
+) -> None:
+    # After the deploy $LATEST is unchanged since its publish, so a wrongly accepted call
+    # returns the existing version instead of adding one.
+    with pytest.raises(lam.exceptions.PreconditionFailedException):
+        lam.publish_version(FunctionName=deployed[0].name, CodeSha256="0" * 64)
 
 
 # --- missing resources (stack) --------------------------------------------------------------
@@ -370,8 +405,7 @@ def _until_update(stub: Stubber) -> None:
     stub.add_response("get_function", latest, {"FunctionName": NAME, "Qualifier": "$LATEST"})
     stub.add_response("list_versions_by_function", {"Versions": [_conf(), _conf("1")]})
     stub.add_response("get_function", {"Configuration": _conf("1"), "Code": {"ImageUri": DIGEST_A}})
-    stub.add_response("get_function", latest)  # waiter: nothing in progress
-    stub.add_response("get_function_configuration", _conf())
+    stub.add_response("get_function_configuration", _conf())  # no update in progress
     stub.add_response("update_function_code", _conf(CodeSha256="b" * 64))
 
 
@@ -384,6 +418,7 @@ def test_a_failed_update_is_reported_with_lambdas_reason(
         LastUpdateStatusReason="Lambda does not have permission to access the ECR image.",
         LastUpdateStatusReasonCode="ImageAccessDenied",
     )
+    stub.add_response("get_function_configuration", _conf(LastUpdateStatus="InProgress"))
     stub.add_response("get_function", {"Configuration": failed})  # the waiter's Failed acceptor
     stub.add_response("get_function_configuration", failed)
     with pytest.raises(AwsError) as raised:
@@ -394,7 +429,6 @@ def test_a_failed_update_is_reported_with_lambdas_reason(
 
 def test_a_publish_racing_another_deploy_is_refused(offline: DeployConfig, stub: Stubber) -> None:
     _until_update(stub)
-    stub.add_response("get_function", {"Configuration": _conf(CodeSha256="b" * 64)})
     stub.add_response("get_function_configuration", _conf(CodeSha256="b" * 64))
     stub.add_client_error(
         "publish_version",
@@ -412,15 +446,25 @@ def test_a_publish_racing_another_deploy_is_refused(offline: DeployConfig, stub:
 
 def test_a_version_reporting_another_image_is_refused(offline: DeployConfig, stub: Stubber) -> None:
     _until_update(stub)
-    stub.add_response("get_function", {"Configuration": _conf(CodeSha256="b" * 64)})
     stub.add_response("get_function_configuration", _conf(CodeSha256="b" * 64))
     stub.add_response("publish_version", _conf("2", CodeSha256="b" * 64))
-    stub.add_response("get_function", {"Configuration": _conf("2")})  # waiter: Active
-    stub.add_response("get_function_configuration", _conf("2"))
+    stub.add_response("get_function_configuration", _conf("2"))  # Active
     stub.add_response("get_function", {"Configuration": _conf("2"), "Code": {"ImageUri": DIGEST_A}})
     with pytest.raises(AwsError, match=r"version 2 of .* does not run the tested digest") as raised:
         deploy_version(offline, _live(), DIGEST_B, wait_s=5)
     assert raised.value.expected == DIGEST_B and DIGEST_A in raised.value.found
+
+
+def test_an_update_still_in_progress_at_the_deadline_is_a_clear_error(
+    offline: DeployConfig, stub: Stubber
+) -> None:
+    _until_update(stub)
+    busy = _conf(LastUpdateStatus="InProgress")
+    stub.add_response("get_function_configuration", busy)
+    stub.add_response("get_function", {"Configuration": busy})  # waiter: 1 attempt, no verdict
+    stub.add_response("get_function_configuration", busy)
+    with pytest.raises(AwsError, match="did not settle: LastUpdateStatus is InProgress"):
+        deploy_version(offline, _live(), DIGEST_B, wait_s=0)
 
 
 def test_an_alias_changed_by_another_writer_is_a_clear_error(
