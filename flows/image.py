@@ -11,9 +11,9 @@ from gangway.config import load_config
 from gangway.evidence import GateResult
 from gangway.render import gate_markdown
 from tasks.image_build import BuiltImage
-from tasks.steps import build, gate_image, push
 from tasks.registry import PushedImage
 from tasks.source import source_revision
+from tasks.steps import build, gate_image, push
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ HANDLERS = {
     'def handler(event, context):\n    logging.info("app line v1")\n    return {"v": 1}\n',
     "v2": 'def handler(event, context):\n    print("app line v2")\n    return {"v": 2}\n',
     "boom": 'def handler(event, context):\n    raise RuntimeError("boom")\n',
-    "slow": 'import time\ndef handler(event, context):\n    time.sleep(5)\n    return {"late": True}\n',
+    "slow": "import time\n"
+    'def handler(event, context):\n    time.sleep(5)\n    return {"late": True}\n',
 }
 
 
