@@ -23,7 +23,7 @@ from prefect.context import get_run_context
 
 from gangway.config import DeployConfig, gangway_home, load_config
 from gangway.errors import ConfigError, GangwayError
-from gangway.evidence import Check, GateFailed, GateResult, Status, Strength
+from gangway.evidence import Check, GateFailed, GateResult, Strength
 from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan, render_plan
 from gangway.render import gate_markdown
 from tasks import lambda_deploy, migrations, steps
@@ -216,10 +216,13 @@ class Deployment:
         """Run a gate step, record and publish its evidence, raise GateFailed when it fails."""
         result = self.timed(name, evaluate)
         self.record.gates.append(result)
-        if result.status is not Status.PASSED:
-            self.record.steps[-1] = self.record.steps[-1].model_copy(
-                update={"status": result.status.value}
-            )
+        self.record.steps[-1] = self.record.steps[-1].model_copy(
+            update={
+                "status": result.status.value,
+                "detail": f"{result.strength}: {len(result.checks)} checks"
+                + (f", {len(result.failures)} failed" if result.failures else ""),
+            }
+        )
         self.save()
         create_markdown_artifact(
             key=f"{self.plan.env}-{_slug(name)}",
@@ -231,7 +234,10 @@ class Deployment:
 
     def live_env(self) -> dict[str, dict[str, str]]:
         """The functions' deployed environments, for the in-image start-up check."""
-        return {k: fn.env_plain() for k, fn in self.observed.live.items()}
+        return {
+            key: {name: value.get_secret_value() for name, value in fn.env.items()}
+            for key, fn in self.observed.live.items()
+        }
 
     def migrate(self) -> None:
         if self.observed.migrations.pending:
@@ -248,12 +254,8 @@ class Deployment:
         )
 
     def deploy_versions(self, image_uri: str) -> None:
-        futures = {
-            key: steps.deploy_version.submit(self.config, live, image_uri)
-            for key, live in self.observed.live.items()
-        }
-        for key, future in futures.items():
-            deployed = future.result()
+        deployed_all = steps.deploy_versions(self.config, self.observed.live, image_uri)
+        for key, deployed in deployed_all.items():
             self.versions[key] = deployed
             move = self.record.functions[key]
             move.version_after = deployed.version
@@ -261,25 +263,21 @@ class Deployment:
         self.deploy_started_ms = int(time.time() * 1000)
 
     def shift_traffic(self) -> None:
-        for key, deployed in self.versions.items():
-            move = self.record.functions[key]
-            # Recorded BEFORE the call: a kill between the two still knows where to go back.
-            move.alias_moved = True
-            self.save()
-            if self.plan.traffic.is_canary:
-                steps.set_canary(
-                    self.config,
-                    deployed.name,
-                    move.version_before or "$LATEST",
-                    deployed.version,
-                    self.plan.traffic.canary_percent,
-                )
-            else:
-                steps.shift_alias(self.config, deployed.name, deployed.version)
+        # Recorded BEFORE the call: a kill in between still knows where to go back.
+        for key in self.versions:
+            self.record.functions[key].alias_moved = True
+        self.save()
+        if self.plan.traffic.is_canary:
+            targets = {
+                v.name: (self.record.functions[k].version_before or "$LATEST", v.version)
+                for k, v in self.versions.items()
+            }
+            steps.set_canaries(self.config, targets, self.plan.traffic.canary_percent)
+        else:
+            self.full_shift()
 
     def full_shift(self) -> None:
-        for deployed in self.versions.values():
-            steps.shift_alias(self.config, deployed.name, deployed.version)
+        steps.shift_aliases(self.config, {v.name: v.version for v in self.versions.values()})
 
     def qualifier(self, key: str) -> str:
         """Smoke through the alias when it routes all traffic; the version itself in a canary."""
@@ -327,16 +325,8 @@ class Deployment:
 
     def scan_logs(self) -> GateResult:
         keys = sorted({c.function for c in self.config.smoke})
-        futures = [
-            steps.scan_logs.submit(
-                self.config,
-                self.versions[k].name,
-                self.versions[k].version,
-                self.deploy_started_ms,
-            )
-            for k in keys
-        ]
-        results = [f.result() for f in futures]
+        versions = {self.versions[k].name: self.versions[k].version for k in keys}
+        results = steps.scan_logs(self.config, versions, self.deploy_started_ms)
         unsmoked = sorted(set(self.versions) - set(keys))
         combined = GateResult.combine("log scan", "observability", Strength.OBSERVABILITY, results)
         if unsmoked:
@@ -395,26 +385,25 @@ class Deployment:
     # -- endings ------------------------------------------------------------------------
     def rollback(self) -> dict[str, object]:
         started = time.monotonic()
+        moved = {k: m for k, m in self.record.functions.items() if m.alias_moved}
+        previous = {m.name: self.observed.live[k].alias for k, m in moved.items()}
+        try:
+            states = steps.restore_aliases(self.config, previous)
+        except BaseException as exc:  # the restore step itself failed: say so, loudly
+            states = {name: f"restore step failed: {exc}" for name in previous}
         restored: dict[str, object] = {}
-        futures = {}
-        for key, move in self.record.functions.items():
-            if not move.alias_moved:
-                continue
-            previous = self.observed.live[key].alias
-            futures[key] = steps.restore_alias.submit(self.config, move.name, previous)
         ok = True
-        for key, future in futures.items():
-            move = self.record.functions[key]
-            try:
-                state = future.result()
-                move.restored_to = state.version
-                move.restore_verified = state.version == move.version_before
-                ok = ok and bool(move.restore_verified)
-                restored[key] = {"to": state.version, "verified": move.restore_verified}
-            except BaseException as exc:  # every function gets its try; report each failure
+        for key, move in moved.items():
+            state = states[move.name]
+            if isinstance(state, str):
                 ok = False
                 move.restore_verified = False
-                restored[key] = {"error": str(exc)[:300]}
+                restored[key] = {"error": state[:300]}
+                continue
+            move.restored_to = state.version
+            move.restore_verified = state.version == move.version_before
+            ok = ok and move.restore_verified
+            restored[key] = {"to": state.version, "verified": move.restore_verified}
         return {
             "result": "verified" if ok else "FAILED",
             "seconds": round(time.monotonic() - started, 3),
@@ -548,7 +537,7 @@ def deploy(
     if dry_run:
         observed = observe(config)
         plan = build_plan(config, revision, observed, traffic, allow_destructive)
-        print(render_plan(plan))
+        get_run_logger().info("dry run: nothing changed\n%s", render_plan(plan))
         return plan
     ledger = Ledger(secrets=config.secret_values())
     policy = config.environment.deploy

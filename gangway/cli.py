@@ -10,10 +10,11 @@ import dataclasses
 import json
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from gangway.config import apply_env_file, available_environments
+from gangway.config import apply_env_file, available_environments, gangway_home
 from gangway.errors import ConfigError, GangwayError
 from gangway.render import gate_text, table
 
@@ -97,12 +98,7 @@ def render_record(record: DeployRecord) -> str:
         f"  by      {record.actor} at {record.started_at:%Y-%m-%d %H:%M:%S} UTC",
         "",
     ]
-    gates = {g.gate: g for g in record.gates}
-    step_rows = []
-    for s in record.steps:
-        gate = gates.get(s.name)
-        evidence = f"{gate.strength}: {len(gate.checks)} checks" if gate else s.detail
-        step_rows.append((s.status, s.name, f"{s.seconds:.2f}s", evidence))
+    step_rows = [(s.status, s.name, f"{s.seconds:.2f}s", s.detail) for s in record.steps]
     fn_rows = [
         (
             m.name,
@@ -132,7 +128,7 @@ def render_record(record: DeployRecord) -> str:
 
 def _deploy(args: argparse.Namespace) -> int:
     from flows.deploy import DeployFailed, deploy
-    from gangway.plan import DeployPlan
+    from gangway.plan import DeployPlan, render_plan
 
     try:
         result = deploy(
@@ -154,6 +150,8 @@ def _deploy(args: argparse.Namespace) -> int:
     if isinstance(result, DeployPlan):
         if args.json:
             print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        else:
+            print(render_plan(result))
         return EXIT_OK
     print(result.model_dump_json(indent=2) if args.json else render_record(result))
     return EXIT_OK
@@ -288,6 +286,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug in gangway: say so plainly, keep the traceback on disk
+        trace = gangway_home() / "logs" / "last-error.txt"
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        trace.write_text(traceback.format_exc())
+        print(
+            f"[gangway] unexpected error {type(exc).__name__}: {exc}\n"
+            f"  this is a bug in gangway, not in your deploy; traceback: {trace}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

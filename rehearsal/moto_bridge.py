@@ -9,15 +9,20 @@ moto 5.2 and AWS Lambda, so the pipeline can trust what the rehearsal reports:
   preconditions are enforced (moto ignored both), so a concurrent writer is caught.
 - ``_publish_version``: versions were shallow copies sharing ``code`` with $LATEST, so an old
   version reported (and would run) the NEW image after ``update_function_code``.
-- ``_set_function_code`` / ``_get_code``: CodeSha256 and ResolvedImageUri for an image by
-  digest are the digest, as on AWS (moto hashed the URI string and mangled registry ports).
+- ``_set_function_code`` / ``_get_code``: CodeSha256 is the image's manifest digest (from
+  the URI or the registry) and ResolvedImageUri is repository@digest, as on AWS (moto hashed
+  the URI text and cut a registry's port off).
+- ``_update_configuration``: ImageConfig updates are applied (moto dropped them silently).
 - ``_backend_invoke``: alias RoutingConfig weights are honoured and the executed version is
   returned (``X-Amz-Executed-Version``).
 - ``_function_invoke``: an Image function runs its own image under the Lambda RIE (moto
-  cannot pull its runtime images here), with the function's env, memory and timeout; the
-  container's log lines go to CloudWatch Logs in an AWS-style ``[VERSION]`` stream, and a
-  runtime error sets ``FunctionError: Unhandled`` as AWS does.
-Waiters pass at once and State is always Active in moto; that is left as it is.
+  cannot pull its runtime images here), with the function's env, memory, architecture and
+  timeout; the container's log lines go to CloudWatch Logs in an AWS-style ``[VERSION]``
+  stream, and an error the runtime reports sets ``FunctionError: Unhandled`` as AWS does.
+- ``_filter_log_events`` / ``TextFilter``: ``?A ?B``, ``-A``, JSON and space-delimited
+  patterns matched EVERY event in moto; text terms now follow AWS, the rest is refused.
+Left as moto has it: State is always Active and LastUpdateStatus Successful, so waiters pass
+at once (a rehearsal never shows Pending/InProgress); IAM error shapes (see STACK.md).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import functools
 import json
 import logging
 import random
@@ -35,6 +41,8 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -42,10 +50,15 @@ from urllib.parse import unquote
 import docker
 import httpx
 from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.models.images import Image
 from moto.awslambda import exceptions as lambda_exceptions
 from moto.awslambda import models as lambda_models
 from moto.awslambda import responses as lambda_responses
+from moto.logs import exceptions as logs_exceptions
+from moto.logs import models as logs_models
 from moto.server import ThreadedMotoServer
+
+from gangway.errors import StackError
 
 log = logging.getLogger("gangway.moto_bridge")
 
@@ -89,9 +102,9 @@ _original_invoke_response = lambda_responses.LambdaResponse.invoke
 
 
 def _invoke_response(self: Any) -> Any:
-    """Honour boto3's ``Qualifier`` query parameter (moto only reads ``qualifier``)."""
-    if "Qualifier" in self.querystring and "qualifier" not in self.querystring:
-        self.querystring["qualifier"] = self.querystring["Qualifier"]
+    """Honour boto3's ``Qualifier`` query parameter: moto reads ``qualifier``, from the query
+    string and then from the JSON *payload* (an event with a "qualifier" key picked the version)."""
+    self.querystring["qualifier"] = self.querystring.get("Qualifier", [None])
     return _original_invoke_response(self)
 
 
@@ -153,11 +166,41 @@ _original_set_code = lambda_models.LambdaFunction._set_function_code
 
 
 def _set_function_code(self: Any, updated_spec: dict[str, Any]) -> None:
-    """CodeSha256 of an image deployed by digest is the digest, as on AWS."""
+    """CodeSha256 of an image is its manifest digest, as on AWS (moto's ECR stub hashes the
+    URI text): the digest in the URI, else the registry's answer for the tag."""
     _original_set_code(self, updated_spec)
     uri = self.code.get("ImageUri") or ""
-    if "@sha256:" in uri:
-        self.code_sha_256 = uri.split("@sha256:", 1)[1]
+    digest = uri.split("@", 1)[1] if "@" in uri else _registry_digest(uri)
+    if digest and digest.startswith("sha256:"):
+        self.code_sha_256 = digest.removeprefix("sha256:")
+
+
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    )
+)
+
+
+def _registry_digest(uri: str) -> str | None:
+    host, _, rest = uri.partition("/")
+    if not rest or not ("." in host or ":" in host or host == "localhost"):
+        return None  # no registry named: nothing to ask
+    repository, _, tag = rest.rpartition(":") if ":" in rest else (rest, "", "latest")
+    try:
+        response = httpx.head(
+            f"http://{host}/v2/{repository}/manifests/{tag}",
+            headers={"Accept": MANIFEST_TYPES},
+            timeout=5.0,
+            trust_env=False,
+        )
+    except httpx.HTTPError as exc:
+        log.warning("no digest for %s (%s); CodeSha256 stays moto's URI hash", uri, exc)
+        return None
+    return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
 
 
 _original_get_code = lambda_models.LambdaFunction.get_code
@@ -168,9 +211,21 @@ def _get_code(self: Any) -> dict[str, Any]:
     response = _original_get_code(self)
     uri = self.code.get("ImageUri")
     if uri and "Code" in response:
-        repository = uri.split("@", 1)[0] if "@" in uri else uri.rsplit(":", 1)[0]
+        repository = uri.split("@", 1)[0]
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository.rsplit(":", 1)[0]
         response["Code"]["ResolvedImageUri"] = f"{repository}@sha256:{self.code_sha_256}"
     return response
+
+
+_original_update_configuration = lambda_models.LambdaFunction.update_configuration
+
+
+def _update_configuration(self: Any, config_updates: dict[str, Any]) -> dict[str, Any]:
+    """moto's update_configuration drops ImageConfig silently; AWS applies it."""
+    if "ImageConfig" in config_updates:
+        self.image_config = lambda_models.ImageConfig(config_updates["ImageConfig"] or {})
+    return _original_update_configuration(self, config_updates)
 
 
 # --------------------------------------------------------------------------- routing
@@ -222,38 +277,63 @@ def _backend_invoke(
 # --------------------------------------------------------------------------- invoke
 _original_function_invoke = lambda_models.LambdaFunction.invoke
 
+# With --log-level debug the RIE logs when the runtime reports an error (POST .../error or
+# init/error): the exact signal AWS uses for FunctionError, unlike the payload's shape (a
+# handler may return {"errorType": ...} and still have succeeded).
+ERROR_REPORTED = re.compile(r"\(rapid\) Sending (?:Init )?Error Response")
+REQUEST_ID = re.compile(r"(?:INVOKE START\(requestId: |START RequestId: )([0-9a-f-]{36})")
+REPORT_WAIT_S = 2.0
+INVOKE_MARGIN_S = 10.0
+LAMBDA_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 
-def _image_command(client: docker.DockerClient, fn: Any, image: str) -> list[str]:
-    command = getattr(getattr(fn, "image_config", None), "cmd", None)
-    if command:
-        return list(command)
-    config = client.images.get(image).attrs.get("Config", {})
-    return list(config.get("Cmd") or [])
+
+@dataclass(frozen=True)
+class Invocation:
+    """One invoke as Lambda would report it: payload, FunctionError?, CloudWatch lines."""
+
+    payload: bytes
+    errored: bool
+    lines: list[str]
 
 
-def _ensure_image(client: docker.DockerClient, image: str) -> None:
+def _image(client: docker.DockerClient, uri: str) -> Image:
+    """The function's image: local if present, else pulled from its registry."""
     try:
-        client.images.get(image)
+        return client.images.get(uri)
     except ImageNotFound:
-        client.images.pull(image)
+        pass
+    try:
+        client.images.pull(uri)
+        return client.images.get(uri)
+    except DockerException as exc:
+        raise StackError(
+            f"the function image {uri} is neither in the local engine nor pullable",
+            expected=f"{uri} built locally or pushed to its registry",
+            found=str(exc)[:300],
+            remedy="push the image (the pipeline's push step, or `docker push`), and check "
+            "that the registry answers (`gangway stack status`)",
+        ) from exc
 
 
 def _environment(fn: Any) -> dict[str, str]:
-    # What Lambda itself sets for the runtime, then the function's own variables.
-    env = {
-        "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
-        "AWS_LAMBDA_FUNCTION_VERSION": str(fn.version),
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(fn.timeout),
-        "AWS_LAMBDA_LOG_GROUP_NAME": fn.logs_group_name,
-        "AWS_REGION": fn.region,
-        "AWS_DEFAULT_REGION": fn.region,
-        "AWS_ACCESS_KEY_ID": BridgeSettings.access_key,
-        "AWS_SECRET_ACCESS_KEY": BridgeSettings.secret_key,
-        # Rehearsal only: on AWS the handler's boto3 finds the real endpoints by itself.
-        "AWS_ENDPOINT_URL": BridgeSettings.endpoint,
-    }
-    env.update({k: str(v) for k, v in (fn.environment_vars or {}).items()})
+    # The function's own variables, then what Lambda itself sets (reserved names win there).
+    env = {k: str(v) for k, v in (fn.environment_vars or {}).items()}
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": str(fn.version),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(fn.timeout),
+            "AWS_LAMBDA_LOG_GROUP_NAME": fn.logs_group_name,
+            "AWS_REGION": fn.region,
+            "AWS_DEFAULT_REGION": fn.region,
+            # Lambda injects the role's credentials; the rehearsal's are moto's test keys.
+            "AWS_ACCESS_KEY_ID": BridgeSettings.access_key,
+            "AWS_SECRET_ACCESS_KEY": BridgeSettings.secret_key,
+            # Rehearsal only: on AWS the handler's boto3 finds the real endpoints by itself.
+            "AWS_ENDPOINT_URL": BridgeSettings.endpoint,
+        }
+    )
     return env
 
 
@@ -267,89 +347,266 @@ def _wait_for_port(port: int, container: Any, deadline: float) -> None:
         if container.status not in ("created", "running"):
             break
         time.sleep(0.02)
-    raise RuntimeError(f"the RIE in {container.short_id} did not listen on 127.0.0.1:{port}")
+    tail = container.logs(tail=10).decode(errors="replace").strip()
+    raise StackError(
+        f"the RIE in the function container did not listen on 127.0.0.1:{port}",
+        expected=f"the emulator up within {START_WAIT_S:.0f} s",
+        found=f"container {container.status}; last lines: {tail[-600:] or '(none)'}",
+        remedy="check the image's ENTRYPOINT (/lambda-entrypoint.sh) and the RIE binary",
+    )
 
 
-def run_in_image(fn: Any, event: bytes) -> tuple[bytes, bool, str]:
-    """Run one invoke of fn in its own image under the RIE: (payload, errored, log text)."""
+def _logs_after_invoke(container: Any, wait_for_report: bool) -> str:
+    # The RIE can answer before it has written REPORT; read until it is there (bounded).
+    deadline = time.monotonic() + (REPORT_WAIT_S if wait_for_report else 0.0)
+    while True:
+        raw = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        if "REPORT RequestId:" in raw or time.monotonic() >= deadline:
+            return raw
+        time.sleep(0.05)
+
+
+def _function_lines(raw: str) -> list[str]:
+    """The lines a real function's log stream would have: no emulator lines, none after REPORT."""
+    lines: list[str] = []
+    for line in raw.split("\n"):
+        if RIE_LINE.match(line) or not line.strip():
+            continue
+        lines.append(line.rstrip("\n"))
+        if line.startswith("REPORT RequestId:"):
+            break  # later lines belong to no invoke (e.g. the runtime dying on removal)
+    return lines
+
+
+def _error_lines(lines: list[str], request_id: str, error_type: str, message: str) -> list[str]:
+    """AWS's lines for a sandbox failure that the RIE leaves out (exit, bad entrypoint)."""
+    extra = [message, error_type] if message.startswith("RequestId:") else []
+    if not any(line.startswith("END RequestId:") for line in lines):
+        extra += [
+            f"END RequestId: {request_id}",
+            f"REPORT RequestId: {request_id}\tStatus: error\tError Type: {error_type}",
+        ]
+    return lines + extra
+
+
+def _timed_out_lines(lines: list[str], request_id: str, seconds: str) -> list[str]:
+    """AWS logs the timeout before END; the RIE does not log it at all."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    line = f"{stamp} {request_id} Task timed out after {seconds} seconds"
+    for index, existing in enumerate(lines):
+        if existing.startswith("END RequestId:"):
+            return [*lines[:index], line, *lines[index:]]
+    return [*lines, line]
+
+
+def _architecture_mismatch(fn: Any, image: Image) -> Invocation | None:
+    """An arm64 function on an amd64 image (or the reverse) fails as on AWS, not silently."""
+    wanted = LAMBDA_ARCH.get((fn.architectures or ["x86_64"])[0])
+    found = image.attrs.get("Architecture")
+    if not found or found == wanted:
+        return None
+    request_id = str(uuid.uuid4())
+    message = f"RequestId: {request_id} Error: fork/exec /lambda-entrypoint.sh: exec format error"
+    document = {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": message}
+    lines = _error_lines(
+        [f"START RequestId: {request_id} Version: {fn.version}"],
+        request_id, "Runtime.InvalidEntrypoint", message,
+    )
+    return Invocation(json.dumps(document).encode(), True, lines)
+
+
+def _interpret(fn: Any, status: int, payload: bytes, raw: str) -> Invocation:
+    """Turn the RIE's answer and log into what Lambda reports."""
+    found = REQUEST_ID.search(raw)
+    request_id = found.group(1) if found else str(uuid.uuid4())
+    lines = _function_lines(raw)
+    timed_out = TIMED_OUT.fullmatch(payload.decode(errors="replace").strip())
+    if status == 0 or (status == 200 and timed_out):
+        seconds = timed_out.group(0).split()[-2] if timed_out else f"{float(fn.timeout):.2f}"
+        message = f"RequestId: {request_id} Error: Task timed out after {seconds} seconds"
+        document = {"errorType": "Sandbox.Timedout", "errorMessage": message}
+        return Invocation(
+            json.dumps(document).encode(), True, _timed_out_lines(lines, request_id, seconds)
+        )
+    if status != 200:
+        try:
+            document = json.loads(payload)
+        except ValueError:
+            document = {}
+        if not isinstance(document, dict):
+            document = {}
+        error_type = str(document.get("errorType") or "Runtime.Unknown")
+        message = str(document.get("errorMessage") or payload.decode(errors="replace"))
+        return Invocation(payload, True, _error_lines(lines, request_id, error_type, message))
+    return Invocation(payload, bool(ERROR_REPORTED.search(raw)), lines)
+
+
+def run_in_image(fn: Any, event: bytes) -> Invocation:
+    """Run one invoke of fn in its own image under the RIE, on the host network."""
     client = _client()
-    image = fn.code["ImageUri"]
-    _ensure_image(client, image)
-    api_port, rie_port = _free_port(), _free_port()
+    image = _image(client, fn.code["ImageUri"])
+    mismatch = _architecture_mismatch(fn, image)
+    if mismatch:
+        return mismatch
+    config = image.attrs.get("Config") or {}
+    entrypoint = list(fn.image_config.entry_point or config.get("Entrypoint") or [])
+    command = list(fn.image_config.cmd or config.get("Cmd") or [])
+    # Each container gets its own two ports, so invokes run concurrently.
+    rie_port, api_port = _free_port(), _free_port()
     container = client.containers.run(
-        image,
+        image.id,
         entrypoint=[
             RIE_IN_CONTAINER,
-            "--runtime-interface-emulator-address",
-            f"127.0.0.1:{rie_port}",
-            "--runtime-api-address",
-            f"127.0.0.1:{api_port}",
-            "/lambda-entrypoint.sh",
+            "--log-level", "debug",
+            "--runtime-interface-emulator-address", f"127.0.0.1:{rie_port}",
+            "--runtime-api-address", f"127.0.0.1:{api_port}",
+            *(entrypoint or ["/lambda-entrypoint.sh"]),
         ],
-        command=_image_command(client, fn, image),
+        command=command,
+        working_dir=fn.image_config.working_directory or None,
         environment=_environment(fn),
         network_mode="host",
+        mem_limit=f"{int(fn.memory_size)}m",
         volumes={str(BridgeSettings.rie_path): {"bind": RIE_IN_CONTAINER, "mode": "ro"}},
         labels={"dev.gangway.role": "lambda-invoke", "dev.gangway.function": fn.function_name},
         detach=True,
     )
     try:
         _wait_for_port(rie_port, container, time.monotonic() + START_WAIT_S)
-        timeout = float(fn.timeout) + 10.0
-        response = httpx.post(
-            f"http://127.0.0.1:{rie_port}{INVOKE_PATH}", content=event, timeout=timeout
-        )
-        payload = response.content
-        logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        try:
+            response = httpx.post(
+                f"http://127.0.0.1:{rie_port}{INVOKE_PATH}",
+                content=event,
+                timeout=float(fn.timeout) + INVOKE_MARGIN_S,
+                trust_env=False,
+            )
+            status, payload = response.status_code, response.content
+        except httpx.TimeoutException:
+            status, payload = 0, b""  # the RIE itself did not enforce the timeout
+        raw = _logs_after_invoke(container, wait_for_report=status == 200)
     finally:
         try:
             container.remove(force=True)
         except NotFound:
             pass
-    # The emulator's own "(rapid)" lines are not in a real function's log stream.
-    logs = "\n".join(line for line in logs.splitlines() if not RIE_LINE.match(line))
-    timed_out = TIMED_OUT.search(payload.decode(errors="replace"))
-    if timed_out and not _is_error(payload):
-        # The RIE answers the bare text; AWS answers an error document and logs the line.
-        payload = json.dumps(
-            {"errorType": "Sandbox.Timedout", "errorMessage": timed_out.group(0)}
-        ).encode()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        end = logs.find("\nEND RequestId")
-        line = f"\n{stamp}.000Z Task timed out after {timed_out.group(0).split()[-2]} seconds"
-        logs = logs[:end] + line + logs[end:] if end >= 0 else logs + line
-    return payload, _is_error(payload), logs
+    return _interpret(fn, status, payload, raw)
 
 
-def _is_error(payload: bytes) -> bool:
+def _bridge_failure(fn: Any, exc: Exception) -> Invocation:
+    """The rehearsal stack (not the function) failed: say so in the payload and the log."""
+    text = exc.render() if isinstance(exc, StackError) else f"[stack] {type(exc).__name__}: {exc}"
+    log.error("invoke of %s:%s failed in the bridge: %s", fn.function_name, fn.version, text)
+    document = {"errorType": "Rehearsal.StackError", "errorMessage": text}
+    lines = [f"[ERROR] {line}" for line in text.split("\n")]
+    return Invocation(json.dumps(document).encode(), True, lines)
+
+
+def _record(fn: Any, event: bytes) -> Invocation:
+    """Run the invoke and write its lines to /aws/lambda/NAME through the function's save_logs."""
+    started = time.monotonic()
     try:
-        document = json.loads(payload or b"null")
-    except ValueError:
-        return False
-    return isinstance(document, dict) and "errorType" in document and "errorMessage" in document
+        result = run_in_image(fn, event)
+    except (StackError, DockerException, httpx.HTTPError) as exc:
+        result = _bridge_failure(fn, exc)
+    fn.logs_backend.ensure_log_group(fn.logs_group_name)
+    fn.save_logs("\n".join(result.lines))
+    log.info(
+        "invoked %s:%s in %.2f s%s",
+        fn.function_name, fn.version, time.monotonic() - started,
+        " (function error)" if result.errored else "",
+    )
+    return result
+
+
+def _event_bytes(body: Any) -> bytes:
+    event = body.encode() if isinstance(body, str) else bytes(body or b"")
+    event = event or b"{}"
+    try:
+        json.loads(event)
+    except ValueError as exc:
+        raise lambda_exceptions.LambdaClientError(
+            "InvalidRequestContentException", f"Could not parse request body into json: {exc}"
+        ) from exc
+    return event
 
 
 def _function_invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> Any:
-    """Image functions run their own image; other package types keep moto's behaviour."""
+    """moto cannot run PackageType=Image (its docker path pulls public runtime images) and says
+    FunctionError "Handled"; run the function's own image and say "Unhandled" as AWS does."""
     if getattr(self, "package_type", None) != "Image":
         return _original_function_invoke(self, body, request_headers, response_headers)
-    event = body if isinstance(body, bytes) else (body or "{}").encode()
-    self.logs_backend.ensure_log_group(self.logs_group_name)
-    try:
-        payload, errored, logs = run_in_image(self, event)
-    except (DockerException, RuntimeError, httpx.HTTPError) as exc:
-        message = f"gangway rehearsal bridge could not run {self.code.get('ImageUri')}: {exc}"
-        log.error(message)
-        payload = json.dumps({"errorType": "Runtime.BridgeError", "errorMessage": message}).encode()
-        errored, logs = True, f"[ERROR] {message}"
-    self.save_logs(logs)
-    if errored:
-        response_headers["x-amz-function-error"] = "Unhandled"
+    event = _event_bytes(body)
     inv_type = request_headers.get("x-amz-invocation-type", "RequestResponse")
-    if inv_type == "RequestResponse":
-        tail = logs.encode()[-TAIL_BYTES:]
-        response_headers["x-amz-log-result"] = base64.b64encode(tail).decode()
-    return payload
+    if inv_type == "DryRun":
+        return b""
+    if inv_type == "Event":
+        threading.Thread(target=_record, args=(self, event), daemon=True).start()
+        return b""
+    result = _record(self, event)
+    if result.errored:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    tail = "\n".join(result.lines).encode()[-TAIL_BYTES:]
+    response_headers["x-amz-log-result"] = base64.b64encode(tail).decode()
+    return result.payload
+
+
+# --------------------------------------------------------------------------- log filters
+TERM = re.compile(r'\s*([?-]?)(?:"([^"]*)"|([^\s"]+))')
+
+
+@functools.lru_cache(maxsize=256)
+def _text_pattern(pattern: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Parse an unstructured-text filter pattern into (all of, any of, none of)."""
+    text = pattern.strip()
+    every: list[str] = []
+    anyof: list[str] = []
+    none: list[str] = []
+    if text[:1] in ("{", "["):
+        raise logs_exceptions.InvalidParameterException(
+            msg="JSON and space-delimited filter patterns are not implemented by the rehearsal "
+            "bridge (moto would match every event); use terms, or match client-side"
+        )
+    position = 0
+    while position < len(text):
+        term = TERM.match(text, position)
+        if term is None or term.end() == position:
+            raise logs_exceptions.InvalidParameterException(
+                msg=f"invalid filter pattern {pattern!r} (unbalanced quote?)"
+            )
+        position = term.end()
+        word = term.group(2) if term.group(2) is not None else term.group(3)
+        {"?": anyof, "-": none}.get(term.group(1), every).append(word)
+    if anyof and (every or none):
+        raise logs_exceptions.InvalidParameterException(
+            msg="the rehearsal bridge does not mix '?term' with other terms; use one form"
+        )
+    return tuple(every), tuple(anyof), tuple(none)
+
+
+class TextFilter:
+    """AWS text filter: every plain/quoted term, at least one ``?term``, no ``-term``."""
+
+    def __init__(self, pattern: str | None) -> None:
+        self.every, self.anyof, self.none = _text_pattern(pattern or "")
+
+    def matches(self, message: str) -> bool:
+        """Case-sensitive substring match of the terms, as CloudWatch Logs does."""
+        return (
+            all(term in message for term in self.every)
+            and (not self.anyof or any(term in message for term in self.anyof))
+            and not any(term in message for term in self.none)
+        )
+
+
+_original_filter_log_events = logs_models.LogsBackend.filter_log_events
+
+
+def _filter_log_events(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """moto's EventMessageFilter matches EVERY event for ``?A ?B``, ``-A``, ``[...]`` or
+    ``{...}``; use AWS's text semantics and refuse what is not implemented, before matching."""
+    pattern = args[6] if len(args) > 6 else kwargs.get("filter_pattern")
+    TextFilter(pattern)  # refuses an unsupported pattern even when no event would be read
+    return _original_filter_log_events(self, *args, **kwargs)
 
 
 def _save_logs(self: Any, output: str) -> None:
@@ -376,6 +633,9 @@ def install(rie_path: Path, endpoint: str) -> None:
     lambda_models.LambdaBackend.invoke = _backend_invoke
     lambda_models.LambdaFunction.invoke = _function_invoke
     lambda_models.LambdaFunction.save_logs = _save_logs
+    lambda_models.LambdaFunction.update_configuration = _update_configuration
+    logs_models.EventMessageFilter = TextFilter
+    logs_models.LogsBackend.filter_log_events = _filter_log_events
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,11 +646,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rie", type=Path, required=True, help="host path of aws-lambda-rie")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if not args.rie.exists():
-        print(
-            f"[stack] the RIE binary {args.rie} does not exist; run `gangway stack up`",
-            file=sys.stderr,
+    if not args.rie.is_file():
+        error = StackError(
+            "the Lambda Runtime Interface Emulator binary is missing",
+            expected=f"an executable at {args.rie}",
+            found="no such file",
+            remedy="run `gangway stack up` (it unpacks the RIE from the aws-sam-cli wheel)",
         )
+        print(error.render(), file=sys.stderr)
         return 2
     install(args.rie.resolve(), f"http://{args.host}:{args.port}")
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)

@@ -46,7 +46,8 @@ PLATFORM_PREFIXES = (
 )
 REQUEST = re.compile(r"^(START|END|REPORT) RequestId: ([0-9A-Za-z-]+)")
 REPORT_FAILED = re.compile(r"\bStatus: (error|timeout)\b")
-REPORT_DURATION = re.compile(r"\bDuration: ([0-9.]+) ms")
+# The invocation's own Duration field, not 'Init Duration' or 'Billed Duration' (tab-separated).
+REPORT_DURATION = re.compile(r"(?:^|\t)\s*Duration: ([0-9.]+) ms")
 # Most specific first: a line counts once, under the first kind it matches.
 ERROR_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("timeout", re.compile(r"Task timed out|\bStatus: timeout\b")),
@@ -72,6 +73,7 @@ class LogSummary:
     app_lines: int = 0
     report_lines: int = 0
     request_ids: set[str] = field(default_factory=set)
+    reported: set[str] = field(default_factory=set)
     errored_requests: set[str] = field(default_factory=set)
     orphan_errors: int = 0
     timeout_ms: int | None = None
@@ -149,6 +151,7 @@ def _summarise_stream(
         if marker and marker.group(1) == "REPORT":
             summary.report_lines += 1
             summary.request_ids.add(marker.group(2))
+            summary.reported.add(marker.group(2))
             if REPORT_FAILED.search(message):
                 summary.errored_requests.add(marker.group(2))
             current = None
@@ -292,9 +295,7 @@ def collect(
 
 def _complete(summary: LogSummary, request_ids: Sequence[str]) -> bool:
     if request_ids:
-        return set(request_ids) <= summary.request_ids and summary.report_lines >= len(
-            set(request_ids)
-        )
+        return set(request_ids) <= summary.reported
     return summary.report_lines > 0
 
 
@@ -310,7 +311,7 @@ def _quote(lines: Sequence[str], secrets: list[str]) -> str:
 ERROR_CHECKS = {
     "timeout": (
         "no timeouts",
-        "no 'Task timed out' line",
+        "no 'Task timed out' line, no REPORT whose Duration reached the timeout",
         "make the handler faster or raise the function's timeout (a synchronous function must "
         "not run a job longer than its timeout)",
     ),
@@ -374,7 +375,7 @@ def _checks(
             )
         )
     if request_ids:
-        unseen = sorted(set(request_ids) - summary.request_ids)
+        unseen = sorted(set(request_ids) - summary.reported)
         checks.append(
             Check(
                 name="REPORT line per invocation",
@@ -403,6 +404,8 @@ def scan_logs(
     started = time.monotonic()
     group = log_group(function_name)
     secrets = config.secret_values()
+    # A smoke invoke that never reached the function has no request id to wait for.
+    request_ids = [r for r in request_ids if r]
     try:
         summary, exists = collect(
             config, function_name, version, since_ms, request_ids=request_ids, wait_s=wait_s

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from pydantic import BaseModel, ConfigDict
 
 from gangway.config import DeployConfig, SmokeCase
-from gangway.evidence import Check, GateResult, Strength
+from gangway.evidence import Check, GateResult, Status, Strength
 from gangway.redact import scrub
 from tasks.aws import BOTO, aws_error
 
@@ -52,7 +52,7 @@ class SmokeOutcome(BaseModel):
     @property
     def ok(self) -> bool:
         """Whether every check of this invoke held."""
-        return self.result.status == "passed"
+        return self.result.status is Status.PASSED
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -207,6 +207,17 @@ def _double_encoded(text: str) -> str:
     return f"of a {_kind(inner)}"
 
 
+def _timeout_answer(payload_bytes: bytes | None) -> bool:
+    """Whether the payload is a runtime's 'Task timed out' answer rather than a JSON object."""
+    text = (payload_bytes or b"").decode("utf-8", errors="replace")
+    if TIMED_OUT not in text:
+        return False
+    try:
+        return not isinstance(json.loads(text), dict)
+    except ValueError:
+        return True
+
+
 def _status_check(status: int | None) -> Check:
     return Check(
         name="invoke status",
@@ -353,8 +364,10 @@ def validate_response(
 ) -> list[Check]:
     """Every check a smoke response must pass, from the invoke status to the case's expectations."""
     checks = [_status_check(status)]
-    if function_error:
-        checks.append(_function_error_check(case, function_error, payload_bytes or b""))
+    if function_error or _timeout_answer(payload_bytes):
+        # A timeout reported without FunctionError is still a timeout; the found text says so.
+        reported = function_error or "not reported"
+        checks.append(_function_error_check(case, reported, payload_bytes or b""))
         return checks
     checks.append(Check(name="function error", ok=True, expected="no FunctionError", found="none"))
     document, payload_check = parse_payload(payload_bytes)

@@ -6,7 +6,12 @@ open their own clients so that their inputs stay plain data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
 from gangway.config import DeployConfig, SmokeCase
+from gangway.errors import GangwayError
 from gangway.evidence import GateResult
 from tasks import columns, ground_truth, lambda_deploy, logs_scan, migrations, smoke
 from tasks.docker_engine import docker_client
@@ -15,6 +20,9 @@ from tasks.image_gate import image_gate
 from tasks.registry import PushedImage, push_image
 from tasks.source import SourceRevision
 from tasks.step import step
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @step("build image", timeout_s=1200)
@@ -67,41 +75,64 @@ def verify_columns(config: DeployConfig, plan: migrations.MigrationPlan) -> Gate
 
 
 @step("config gate", timeout_s=60)
-def config_gate(
-    config: DeployConfig, live: dict[str, lambda_deploy.LiveFunction]
-) -> GateResult:
+def config_gate(config: DeployConfig, live: dict[str, lambda_deploy.LiveFunction]) -> GateResult:
     """The functions' deployed configuration covers what their handlers need."""
     return lambda_deploy.config_gate(config, live)
 
 
-@step("deploy version", timeout_s=600, retries=3)
-def deploy_version(
-    config: DeployConfig, live: lambda_deploy.LiveFunction, image_uri: str
-) -> lambda_deploy.DeployedVersion:
-    """Update one function's code by digest, publish a version, verify its image."""
-    return lambda_deploy.deploy_version(config, live, image_uri)
+def _each(action: Callable[[K], V], items: list[K]) -> dict[K, V]:
+    """Run action for every item concurrently (I/O-bound AWS calls); re-raise the first error.
+
+    Concurrency lives inside one step rather than in Prefect's thread runner, so each step
+    runs on the flow's main thread where its timeout can really interrupt it.
+    """
+    if not items:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        futures = {item: pool.submit(action, item) for item in items}
+        return {item: future.result() for item, future in futures.items()}
 
 
-@step("shift alias", timeout_s=60, retries=3)
-def shift_alias(config: DeployConfig, name: str, version: str) -> lambda_deploy.AliasState:
-    """Point the alias at version with no routing weights."""
-    return lambda_deploy.shift_alias(config, name, version)
+@step("deploy versions", timeout_s=600, retries=3)
+def deploy_versions(
+    config: DeployConfig, live: dict[str, lambda_deploy.LiveFunction], image_uri: str
+) -> dict[str, lambda_deploy.DeployedVersion]:
+    """Update every function's code by digest, publish a version each, verify their images."""
+    return _each(lambda key: lambda_deploy.deploy_version(config, live[key], image_uri), list(live))
 
 
-@step("set canary", timeout_s=60, retries=3)
-def set_canary(
-    config: DeployConfig, name: str, stable: str, new: str, percent: int
-) -> lambda_deploy.AliasState:
-    """Keep the alias on stable and route percent of invokes to new."""
-    return lambda_deploy.set_canary(config, name, stable, new, percent)
+@step("shift aliases", timeout_s=120, retries=3)
+def shift_aliases(
+    config: DeployConfig, targets: dict[str, str]
+) -> dict[str, lambda_deploy.AliasState]:
+    """Point each function's alias (by function name) at its new version, no weights."""
+    return _each(lambda name: lambda_deploy.shift_alias(config, name, targets[name]), list(targets))
 
 
-@step("restore alias", timeout_s=60, retries=3)
-def restore_alias(
-    config: DeployConfig, name: str, previous: lambda_deploy.AliasState
-) -> lambda_deploy.AliasState:
-    """Put the alias back where it was and read it back."""
-    return lambda_deploy.restore_alias(config, name, previous)
+@step("set canaries", timeout_s=120, retries=3)
+def set_canaries(
+    config: DeployConfig, targets: dict[str, tuple[str, str]], percent: int
+) -> dict[str, lambda_deploy.AliasState]:
+    """Keep each alias on its stable version and route percent of invokes to the new one."""
+    return _each(
+        lambda name: lambda_deploy.set_canary(config, name, *targets[name], percent),
+        list(targets),
+    )
+
+
+@step("restore aliases", timeout_s=120, retries=3)
+def restore_aliases(
+    config: DeployConfig, previous: dict[str, lambda_deploy.AliasState]
+) -> dict[str, lambda_deploy.AliasState | str]:
+    """Put every moved alias back where it was and read it back; failures are per function."""
+
+    def restore(name: str) -> lambda_deploy.AliasState | str:
+        try:
+            return lambda_deploy.restore_alias(config, name, previous[name])
+        except GangwayError as exc:  # every alias gets its try; the caller reports each
+            return exc.render()
+
+    return _each(restore, list(previous))
 
 
 @step("smoke invoke", timeout_s=900)
@@ -112,10 +143,13 @@ def smoke_invoke(
     return smoke.smoke_invoke(config, case, qualifier, correlation_id)
 
 
-@step("log scan", timeout_s=120, retries=2)
-def scan_logs(config: DeployConfig, name: str, version: str, since_ms: int) -> GateResult:
-    """Scan the new version's log streams for errors and for application lines."""
-    return logs_scan.scan_logs(config, name, version, since_ms)
+@step("log scan", timeout_s=180, retries=2)
+def scan_logs(config: DeployConfig, versions: dict[str, str], since_ms: int) -> list[GateResult]:
+    """Scan each new version's log streams (function name → version) for errors and app lines."""
+    found = _each(
+        lambda name: logs_scan.scan_logs(config, name, versions[name], since_ms), list(versions)
+    )
+    return list(found.values())
 
 
 @step("count invocations", timeout_s=120, retries=2)

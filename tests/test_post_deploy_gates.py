@@ -85,7 +85,8 @@ def test_a_report_that_reached_the_timeout_counts_as_a_timeout() -> None:
         "2026/01/01/[4]a",
         "START RequestId: r9 Version: 4",
         "END RequestId: r9",
-        "REPORT RequestId: r9\tDuration: 1000.00 ms\tBilled Duration: 1000 ms",
+        "REPORT RequestId: r9\tInit Duration: 0.07 ms\tDuration: 1000.00 ms\t"
+        "Billed Duration: 1000 ms",
     )
     assert summarise(stream).errored_requests == set()
     timed_out = summarise(stream, timeout_ms=1000)
@@ -278,6 +279,7 @@ def variant(
 ) -> Iterator[Callable[[str, str], str]]:
     """Build (once per name) an image FROM the reference with one shell edit; yield by digest."""
     built: dict[str, PushedImage] = {}
+    image_ids: list[str] = []
 
     def make(name: str, edit: str) -> str:
         if name in built:
@@ -286,16 +288,28 @@ def variant(
         (context / "Dockerfile").write_text(f"FROM {pushed_image.by_digest}\nRUN {edit}\n")
         tag = f"{name}-{uuid.uuid4().hex[:8]}"
         reference = f"{prod_config.environment.registry}/{VARIANT_REPOSITORY}"
-        docker.images.build(path=str(context), tag=f"{reference}:{tag}", rm=True, forcerm=True)
+        image, _ = docker.images.build(
+            path=str(context), tag=f"{reference}:{tag}", rm=True, forcerm=True
+        )
+        image_ids.append(image.id)
         built[name] = push_image(docker, prod_config.environment.registry, VARIANT_REPOSITORY, tag)
         return built[name].by_digest
 
     yield make
-    for image in built.values():
-        docker.images.remove(f"{image.registry}/{image.repository}:{image.tag}", force=True)
+    for pushed in built.values():
         httpx.delete(
-            f"http://{image.registry}/v2/{image.repository}/manifests/{image.digest}", timeout=10
+            f"http://{pushed.registry}/v2/{pushed.repository}/manifests/{pushed.digest}",
+            timeout=10,
         )
+    # By id: removing the tag alone leaves the image behind under its registry digest. An
+    # invoke the test stopped waiting for may still run in the bridge: let it finish first.
+    deadline = time.monotonic() + 60
+    for image_id in image_ids:
+        while docker.containers.list(filters={"ancestor": image_id}):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        docker.images.remove(image_id, force=True)
 
 
 @pytest.fixture
@@ -320,9 +334,10 @@ def ticker_variant(edit: str) -> str:
     return f"{edit} {path} && grep -q gangway-variant {path}"
 
 
+# The error line also carries the database password, which must never reach gangway's output.
 LOG_ERROR = ticker_variant(
-    'sed -i \'s/^    return {"symbols"/    log.error("gangway-variant: quote source degraded")'
-    '\\n    return {"symbols"/\''
+    'sed -i \'s/^    return {"symbols"/    log.error("gangway-variant: quote source degraded'
+    ' db=%s", __import__("os").environ["DB_PASSWORD"])\\n    return {"symbols"/\''
 )
 SLEEP = ticker_variant(
     "sed -i 's/^    symbols = SETTINGS.symbols$/    import time  # gangway-variant"
@@ -361,8 +376,10 @@ def test_log_scan_fails_when_the_handler_logs_an_error_but_returns_200(
     assert logs.status is Status.FAILED
     found = failures(logs)
     assert list(found) == ["no error lines"]
-    assert "gangway-variant: quote source degraded" in found["no error lines"]
+    assert "gangway-variant: quote source degraded db=***" in found["no error lines"]
     assert "[ERROR]" in found["no error lines"]
+    password = prod_config.db_password.get_secret_value()
+    assert password not in logs.model_dump_json() and password not in outcome.model_dump_json()
 
 
 @pytest.mark.stack

@@ -259,3 +259,12 @@ def test_plain_text_timeout_answer_still_names_the_timeout() -> None:
     assert problems == {
         "function timeout": "Task timed out after 1.00 seconds (FunctionError Unhandled)"
     }
+
+
+def test_timeout_answer_without_function_error_is_still_named_a_timeout() -> None:
+    problems = failed(run(PLAIN, b"Task timed out after 1.00 seconds"))
+    assert problems == {
+        "function timeout": "Task timed out after 1.00 seconds (FunctionError not reported)"
+    }
+    # An object that merely mentions a timeout is an ordinary response.
+    assert failed(run(PLAIN, {"note": "Task timed out yesterday"})) == {}
