@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from gangway.config import DeployConfig, ResolvedFunction
 from gangway.errors import StackError
@@ -56,8 +56,9 @@ def _bucket(s3: Any, name: str, region: str) -> None:
     try:
         s3.head_bucket(Bucket=name)
         return
-    except ClientError:
-        pass
+    except ClientError as exc:
+        if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise  # 403: the name is someone else's; creating would not help
     kwargs: dict[str, Any] = {"Bucket": name}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -83,6 +84,8 @@ def _function(lam: Any, fn: ResolvedFunction, role: str, image_uri: str) -> None
         Environment={"Variables": fn.env_plain()},
         Publish=False,
     )
+    # Pending on AWS until the image is optimised; moto is Active at once.
+    lam.get_waiter("function_active_v2").wait(FunctionName=fn.name)
 
 
 def _alias(lam: Any, name: str, alias: str) -> None:
@@ -115,10 +118,15 @@ def seed_environment(config: DeployConfig, bootstrap_image_uri: str) -> None:
             _function(clients["lambda"], fn, role, bootstrap_image_uri)
             _alias(clients["lambda"], fn.name, env.alias)
             _log_group(clients["logs"], f"/aws/lambda/{fn.name}")
-    except ClientError as exc:
+    except (ClientError, BotoCoreError, WaiterError) as exc:
+        found = str(exc)
+        for secret in config.secret_values():  # function env values must never be shown
+            found = found.replace(secret, "***")
         raise StackError(
             f"seeding the AWS side of {env.name} failed",
-            expected=f"moto at {env.aws.endpoint_url} to accept the calls",
-            found=f"{_code(exc)}: {exc}"[:400],
-            remedy="restart the bridge (`gangway stack down && gangway stack up`)",
+            expected=f"the AWS endpoint {env.aws.endpoint_url or '(default)'} accepting the calls "
+            "with the credentials in the environment (AWS_ACCESS_KEY_ID=testing for moto)",
+            found=f"{type(exc).__name__}: {found}"[:400],
+            remedy="check the bridge (`gangway stack status`), or restart it "
+            "(`gangway stack down && gangway stack up`)",
         ) from exc

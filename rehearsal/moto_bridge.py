@@ -22,7 +22,7 @@ moto 5.2 and AWS Lambda, so the pipeline can trust what the rehearsal reports:
 - ``_filter_log_events`` / ``TextFilter``: ``?A ?B``, ``-A``, JSON and space-delimited
   patterns matched EVERY event in moto; text terms now follow AWS, the rest is refused.
 Left as moto has it: State is always Active and LastUpdateStatus Successful, so waiters pass
-at once (a rehearsal never shows Pending/InProgress); IAM error shapes (see STACK.md).
+at once (a rehearsal never shows Pending/InProgress; the pipeline's own reads decide).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import copy
 import functools
 import json
 import logging
+import os
 import random
 import re
 import signal
@@ -243,7 +244,7 @@ def _route(backend: Any, function_name: str, qualifier: str | None) -> tuple[str
         return name, qualifier
     try:
         aliases = backend._lambdas._get_function_aliases(name)
-    except Exception:  # unknown function: let moto raise its own not-found error
+    except lambda_exceptions.LambdaClientError:  # unknown function: moto raises it below
         return name, qualifier
     alias = aliases.get(qualifier)
     if alias is None:
@@ -468,7 +469,11 @@ def run_in_image(fn: Any, event: bytes) -> Invocation:
         network_mode="host",
         mem_limit=f"{int(fn.memory_size)}m",
         volumes={str(BridgeSettings.rie_path): {"bind": RIE_IN_CONTAINER, "mode": "ro"}},
-        labels={"dev.gangway.role": "lambda-invoke", "dev.gangway.function": fn.function_name},
+        labels={
+            "dev.gangway.role": "lambda-invoke",
+            "dev.gangway.function": fn.function_name,
+            "dev.gangway.bridge": str(os.getpid()),
+        },
         detach=True,
     )
     try:
@@ -508,8 +513,9 @@ def _record(fn: Any, event: bytes) -> Invocation:
         result = run_in_image(fn, event)
     except (StackError, DockerException, httpx.HTTPError) as exc:
         result = _bridge_failure(fn, exc)
-    fn.logs_backend.ensure_log_group(fn.logs_group_name)
-    fn.save_logs("\n".join(result.lines))
+    if result.lines:
+        fn.logs_backend.ensure_log_group(fn.logs_group_name)
+        fn.save_logs("\n".join(result.lines))  # moto's: AWS-style YYYY/MM/DD/[VERSION]id
     log.info(
         "invoked %s:%s in %.2f s%s",
         fn.function_name, fn.version, time.monotonic() - started,
@@ -609,17 +615,6 @@ def _filter_log_events(self: Any, *args: Any, **kwargs: Any) -> Any:
     return _original_filter_log_events(self, *args, **kwargs)
 
 
-def _save_logs(self: Any, output: str) -> None:
-    """AWS-style stream name ``YYYY/MM/DD/[VERSION]id`` with real timestamps per line."""
-    now = time.gmtime()
-    stream = f"{now.tm_year}/{now.tm_mon:02d}/{now.tm_mday:02d}/[{self.version}]{uuid.uuid4().hex}"
-    self.logs_backend.create_log_stream(self.logs_group_name, stream)
-    millis = int(time.time() * 1000)
-    events = [{"timestamp": millis, "message": line} for line in output.splitlines() if line]
-    if events:
-        self.logs_backend.put_log_events(self.logs_group_name, stream, events)
-
-
 def install(rie_path: Path, endpoint: str) -> None:
     """Apply every patch to moto, in this process."""
     BridgeSettings.rie_path = rie_path
@@ -632,7 +627,6 @@ def install(rie_path: Path, endpoint: str) -> None:
     lambda_models.LambdaFunction.get_code = _get_code
     lambda_models.LambdaBackend.invoke = _backend_invoke
     lambda_models.LambdaFunction.invoke = _function_invoke
-    lambda_models.LambdaFunction.save_logs = _save_logs
     lambda_models.LambdaFunction.update_configuration = _update_configuration
     logs_models.EventMessageFilter = TextFilter
     logs_models.LogsBackend.filter_log_events = _filter_log_events
@@ -646,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rie", type=Path, required=True, help="host path of aws-lambda-rie")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per RIE call is noise
     if not args.rie.is_file():
         error = StackError(
             "the Lambda Runtime Interface Emulator binary is missing",
@@ -655,7 +650,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(error.render(), file=sys.stderr)
         return 2
-    install(args.rie.resolve(), f"http://{args.host}:{args.port}")
+    # Function containers share the host network: a wildcard bind is reached on loopback.
+    reach = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    install(args.rie.resolve(), f"http://{reach}:{args.port}")
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     log.info("moto bridge serving on http://%s:%s", args.host, args.port)
@@ -664,7 +661,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     server.stop()
+    _remove_own_containers()
     return 0
+
+
+def _remove_own_containers() -> None:
+    """Containers of invokes still running at shutdown (e.g. async ones) go with the bridge."""
+    try:
+        client = _client()
+        label = f"dev.gangway.bridge={os.getpid()}"
+        for container in client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
+    except DockerException as exc:
+        log.warning("could not remove this bridge's function containers: %s", exc)
 
 
 if __name__ == "__main__":

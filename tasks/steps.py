@@ -137,10 +137,16 @@ def restore_aliases(
 
 @step("smoke invoke", timeout_s=900)
 def smoke_invoke(
-    config: DeployConfig, case: SmokeCase, qualifier: str, correlation_id: str
+    config: DeployConfig,
+    case: SmokeCase,
+    qualifier: str,
+    correlation_id: str,
+    expect_version: str | None = None,
 ) -> smoke.SmokeOutcome:
-    """Invoke one smoke case and validate its response."""
-    return smoke.smoke_invoke(config, case, qualifier, correlation_id)
+    """Invoke one smoke case, validate its response and the version that ran it."""
+    return smoke.smoke_invoke(
+        config, case, qualifier, correlation_id, expect_version=expect_version
+    )
 
 
 @step("log scan", timeout_s=180, retries=2)

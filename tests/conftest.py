@@ -17,6 +17,11 @@ from tasks.registry import PushedImage, push_image
 from tasks.source import source_revision
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the stack env file (Prefect API URL, AWS keys) before anything imports Prefect."""
+    apply_env_file()
+
+
 @pytest.fixture(scope="session")
 def stack() -> object:
     """The rehearsal stack, brought up once (cheap when it is already running)."""

@@ -1,188 +1,414 @@
-"""The rehearsal bridge closes moto's Lambda fidelity gaps; each test fails on plain moto.
+"""The moto bridge closes moto's Lambda fidelity gaps; each test here fails on plain moto.
 
-Everything goes through boto3 over HTTP to the bridge, which runs the function's own image
-under the Lambda RIE.
+Everything is asserted through boto3 over HTTP against a bridge subprocess, which runs each
+function's own image under the Lambda RIE (see conftest.py).
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import json
-import tarfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-import boto3
 import docker as docker_sdk
+import httpx
 import pytest
-
-from rehearsal.base_image import BASE_IMAGE
-from rehearsal.stack import moto_endpoint
+from botocore.exceptions import ClientError
 
 pytestmark = pytest.mark.stack
 
-HANDLERS = {
-    "v1": "import logging\nlogging.getLogger().setLevel(logging.INFO)\n"
-    'def handler(event, context):\n    logging.info("app line v1")\n    return {"v": 1}\n',
-    "v2": 'def handler(event, context):\n    print("app line v2")\n    return {"v": 2}\n',
-    "boom": 'def handler(event, context):\n    raise RuntimeError("boom")\n',
-    "slow": "import time\n"
-    'def handler(event, context):\n    time.sleep(5)\n    return {"late": True}\n',
+ROLE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+        }
+    ],
 }
 
 
-def _image(client: docker_sdk.DockerClient, name: str, source: str) -> str:
-    dockerfile = (
-        f'FROM {BASE_IMAGE}\nCOPY app.py ${{LAMBDA_TASK_ROOT}}/app.py\nCMD ["app.handler"]\n'
+@pytest.fixture(scope="module")
+def role(aws: Callable[[str], Any]) -> str:
+    created = aws("iam").create_role(
+        RoleName=f"bridge-test-{uuid.uuid4().hex[:8]}",
+        AssumeRolePolicyDocument=json.dumps(ROLE_TRUST),
     )
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for filename, text in (("Dockerfile", dockerfile), ("app.py", source)):
-            data = text.encode()
-            info = tarfile.TarInfo(filename)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    tag = f"gangway-bridge-test/{name}:latest"
-    client.images.build(fileobj=buffer, custom_context=True, tag=tag, rm=True)
-    return tag
-
-
-@pytest.fixture(scope="module")
-def images(stack: object, docker: docker_sdk.DockerClient) -> dict[str, str]:
-    return {name: _image(docker, name, source) for name, source in HANDLERS.items()}
-
-
-@pytest.fixture(scope="module")
-def aws(stack: object) -> dict[str, object]:
-    session = boto3.session.Session()
-    return {
-        name: session.client(name, region_name="ap-southeast-1", endpoint_url=moto_endpoint())
-        for name in ("lambda", "logs", "iam")
-    }
-
-
-@pytest.fixture(scope="module")
-def role(aws: dict) -> str:
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": "sts:AssumeRole",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-            }
-        ],
-    }
-    name = f"bridge-test-{uuid.uuid4().hex[:8]}"
-    created = aws["iam"].create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
-    return created["Role"]["Arn"]
+    return str(created["Role"]["Arn"])
 
 
 @pytest.fixture
-def function(aws: dict, images: dict[str, str], role: str) -> Iterator[str]:
-    name = f"bridge-test-{uuid.uuid4().hex[:8]}"
-    aws["lambda"].create_function(
-        FunctionName=name,
-        PackageType="Image",
-        Code={"ImageUri": images["v1"]},
-        Role=role,
-        Timeout=2,
-        MemorySize=256,
+def make_function(
+    aws: Callable[[str], Any], images: dict[str, str], role: str
+) -> Iterator[Callable[..., str]]:
+    """Create Image functions (v1 image unless told otherwise); deleted after the test."""
+    names: list[str] = []
+
+    def make(handler: str = "app.handler", image: str | None = None, **extra: Any) -> str:
+        name = f"bridge-test-{uuid.uuid4().hex[:8]}"
+        aws("lambda").create_function(
+            FunctionName=name,
+            PackageType="Image",
+            Code={"ImageUri": image or images["v1"]},
+            ImageConfig={"Command": [handler]},
+            Role=role,
+            Timeout=extra.pop("Timeout", 10),
+            MemorySize=extra.pop("MemorySize", 256),
+            **extra,
+        )
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        aws("lambda").delete_function(FunctionName=name)
+
+
+def invoke(lam: Any, name: str, payload: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """Invoke with the log tail; returns (response, decoded payload, decoded tail)."""
+    response = lam.invoke(
+        FunctionName=name, Payload=json.dumps(payload or {}).encode(), LogType="Tail", **kwargs
     )
-    yield name
-    aws["lambda"].delete_function(FunctionName=name)
+    body = json.loads(response["Payload"].read())
+    return response, body, base64.b64decode(response.get("LogResult", "")).decode()
 
 
-def _invoke(lam, name: str, **kwargs) -> tuple[dict, object]:
-    response = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail", **kwargs)
-    return response, json.loads(response["Payload"].read())
+def v1_then_v2(lam: Any, name: str, images: dict[str, str]) -> None:
+    """Publish version 1 from the v1 image, then put the v2 image on $LATEST."""
+    assert lam.publish_version(FunctionName=name)["Version"] == "1"
+    lam.update_function_code(FunctionName=name, ImageUri=images["v2"])
 
 
-def test_qualifier_and_published_versions_keep_their_own_image(
-    aws: dict, images: dict[str, str], function: str
+# --------------------------------------------------------------------------- (a) qualifiers
+
+
+def test_invoke_runs_latest_version_or_alias_as_qualified(
+    aws: Callable[[str], Any], images: dict[str, str], make_function: Callable[..., str]
 ) -> None:
-    lam = aws["lambda"]
-    v1 = lam.publish_version(FunctionName=function)["Version"]
-    lam.update_function_code(FunctionName=function, ImageUri=images["v2"])
-    v2 = lam.publish_version(FunctionName=function)["Version"]
-    lam.create_alias(FunctionName=function, Name="live", FunctionVersion=v1)
+    lam = aws("lambda")
+    name = make_function()
+    v1_then_v2(lam, name, images)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    arn = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
 
-    assert lam.get_function(FunctionName=function, Qualifier=v1)["Code"]["ImageUri"] == images["v1"]
-    assert lam.get_function(FunctionName=function, Qualifier=v2)["Code"]["ImageUri"] == images["v2"]
-    response, payload = _invoke(lam, function, Qualifier=v1)
-    assert payload == {"v": 1} and response["ExecutedVersion"] == v1
-    response, payload = _invoke(lam, function, Qualifier="live")
-    assert payload == {"v": 1} and response["ExecutedVersion"] == v1
-    response, payload = _invoke(lam, f"{function}:live")
-    assert payload == {"v": 1}
-    response, payload = _invoke(lam, function)
-    assert payload == {"v": 2} and response["ExecutedVersion"] == "$LATEST"
+    cases = [
+        ({}, "$LATEST", 2),
+        ({"Qualifier": "$LATEST"}, "$LATEST", 2),
+        ({"Qualifier": "1"}, "1", 1),
+        ({"Qualifier": "live"}, "1", 1),
+        ({"FunctionName": f"{name}:live"}, "1", 1),
+        ({"FunctionName": f"{arn}:1"}, "1", 1),
+    ]
+    for kwargs, executed, release in cases:
+        target = kwargs.pop("FunctionName", name)
+        response, body, _ = invoke(lam, target, **kwargs)
+        assert (response["ExecutedVersion"], body) == (executed, {"v": release}), kwargs
+
+    # moto read the qualifier from the JSON payload too: an event key must not pick a version.
+    response, body, _ = invoke(lam, name, {"qualifier": "1"})
+    assert (response["ExecutedVersion"], body) == ("$LATEST", {"v": 2})
 
 
-def test_alias_routing_weights_are_honoured(
-    aws: dict, images: dict[str, str], function: str
+# --------------------------------------------------------------------------- (b) versions
+
+
+def test_published_version_keeps_and_runs_its_own_image(
+    aws: Callable[[str], Any], images: dict[str, str], make_function: Callable[..., str]
 ) -> None:
-    lam = aws["lambda"]
-    v1 = lam.publish_version(FunctionName=function)["Version"]
-    lam.update_function_code(FunctionName=function, ImageUri=images["v2"])
-    v2 = lam.publish_version(FunctionName=function)["Version"]
+    lam = aws("lambda")
+    name = make_function()
+    sha_v1 = lam.get_function(FunctionName=name)["Configuration"]["CodeSha256"]
+    v1_then_v2(lam, name, images)
+    sha_v2 = lam.get_function(FunctionName=name)["Configuration"]["CodeSha256"]
+    assert sha_v1 != sha_v2
+
+    version_1 = lam.get_function(FunctionName=name, Qualifier="1")
+    assert version_1["Code"]["ImageUri"] == images["v1"]
+    assert version_1["Configuration"]["CodeSha256"] == sha_v1
+    assert lam.get_function(FunctionName=name)["Code"]["ImageUri"] == images["v2"]
+    assert invoke(lam, name, Qualifier="1")[1] == {"v": 1}
+
+    # Rollback target stays intact after a second publish too.
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+    assert lam.get_function(FunctionName=name, Qualifier="1")["Code"]["ImageUri"] == images["v1"]
+    assert invoke(lam, name, Qualifier="2")[1] == {"v": 2}
+
+
+def test_publish_refuses_a_stale_code_sha(
+    aws: Callable[[str], Any], images: dict[str, str], make_function: Callable[..., str]
+) -> None:
+    lam = aws("lambda")
+    name = make_function()
+    stale = lam.get_function(FunctionName=name)["Configuration"]["CodeSha256"]
+    lam.update_function_code(FunctionName=name, ImageUri=images["v2"])
+    with pytest.raises(ClientError) as refused:
+        lam.publish_version(FunctionName=name, CodeSha256=stale)
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailedException"
+
+
+def test_image_config_update_is_applied(
+    aws: Callable[[str], Any], make_function: Callable[..., str]
+) -> None:
+    lam = aws("lambda")
+    name = make_function()
+    lam.update_function_configuration(
+        FunctionName=name, ImageConfig={"Command": ["app.returns_error_shape"]}
+    )
+    config = lam.get_function_configuration(FunctionName=name)
+    assert config["ImageConfigResponse"]["ImageConfig"]["Command"] == ["app.returns_error_shape"]
+    assert invoke(lam, name)[1]["errorType"] == "NotAnError"
+
+
+# --------------------------------------------------------------------------- (c) routing
+
+
+def test_weighted_alias_runs_both_versions_and_reports_which(
+    aws: Callable[[str], Any], images: dict[str, str], make_function: Callable[..., str]
+) -> None:
+    lam = aws("lambda")
+    name = make_function()
+    v1_then_v2(lam, name, images)
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
     lam.create_alias(
-        FunctionName=function,
+        FunctionName=name,
         Name="live",
-        FunctionVersion=v1,
-        RoutingConfig={"AdditionalVersionWeights": {v2: 0.5}},
+        FunctionVersion="1",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}},
     )
-    seen = {}
-    for _ in range(16):
-        response, payload = _invoke(lam, function, Qualifier="live")
-        seen[response["ExecutedVersion"]] = payload["v"]
-    # Each executed version ran its own image, and both were chosen (p(miss) = 2 * 0.5**16).
-    assert seen == {v1: 1, v2: 2}
+    # Concurrent invokes also prove that containers with their own ports coexist.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: invoke(lam, name, Qualifier="live"), range(20)))
+    seen: dict[str, set[int]] = {}
+    for response, body, tail in results:
+        seen.setdefault(response["ExecutedVersion"], set()).add(body["v"])
+        assert f"app line v{body['v']}" in tail
+    # Each executed version ran its own image; p(one never chosen) = 2 * 0.5**20.
+    assert seen == {"1": {1}, "2": {2}}
+
+    lam.update_alias(FunctionName=name, Name="live", RoutingConfig={"AdditionalVersionWeights": {}})
+    assert {invoke(lam, name, Qualifier="live")[0]["ExecutedVersion"] for _ in range(3)} == {"1"}
 
 
-def test_error_sets_function_error_and_reaches_logs(
-    aws: dict, images: dict[str, str], function: str
+# --------------------------------------------------------------------------- errors, logs
+
+
+def test_runtime_error_is_unhandled_and_in_the_logs(
+    aws: Callable[[str], Any], make_function: Callable[..., str]
 ) -> None:
-    lam = aws["lambda"]
-    lam.update_function_code(FunctionName=function, ImageUri=images["boom"])
-    version = lam.publish_version(FunctionName=function)["Version"]
-    response, payload = _invoke(lam, function, Qualifier=version)
+    lam, logs = aws("lambda"), aws("logs")
+    name = make_function("app.boom")
+    version = lam.publish_version(FunctionName=name)["Version"]
+    response, body, tail = invoke(lam, name, Qualifier=version)
+    assert response["FunctionError"] == "Unhandled"  # AWS's value; moto said "Handled"
+    assert (body["errorType"], body["errorMessage"]) == ("RuntimeError", "boom")
+    assert "[ERROR] RuntimeError: boom" in tail and "REPORT RequestId:" in tail
+    assert "(rapid)" not in tail  # the emulator's own lines are not function output
+
+    events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}", filterPattern="ERROR")
+    messages = [e["message"] for e in events["events"]]
+    assert any(m.startswith("[ERROR] RuntimeError: boom") for m in messages), messages
+    assert {e["logStreamName"].split("]")[0].rsplit("[", 1)[1] for e in events["events"]} == {
+        version
+    }
+
+
+def test_error_shaped_result_is_not_a_function_error(
+    aws: Callable[[str], Any], make_function: Callable[..., str]
+) -> None:
+    # FunctionError comes from the runtime's error report, not from the payload's shape.
+    response, body, _ = invoke(aws("lambda"), make_function("app.returns_error_shape"))
+    assert "FunctionError" not in response
+    assert body == {"errorType": "NotAnError", "errorMessage": "just data"}
+
+
+def test_timeout_is_enforced_and_logged(
+    aws: Callable[[str], Any], make_function: Callable[..., str]
+) -> None:
+    name = make_function("app.slow", Timeout=2)
+    begun = time.monotonic()
+    response, body, tail = invoke(aws("lambda"), name)
+    assert time.monotonic() - begun < 8
     assert response["FunctionError"] == "Unhandled"
-    assert payload["errorType"] == "RuntimeError" and payload["errorMessage"] == "boom"
-    tail = base64.b64decode(response["LogResult"]).decode()
-    assert "REPORT RequestId" in tail
-    # The emulator's own "(rapid)" lines would pass for application lines; AWS has none.
-    assert "(rapid)" not in tail
-    events = aws["logs"].filter_log_events(
-        logGroupName=f"/aws/lambda/{function}", filterPattern="ERROR"
-    )["events"]
-    assert any("[ERROR] RuntimeError: boom" in e["message"] for e in events)
-    assert all(f"[{version}]" in e["logStreamName"] for e in events)
-
-
-def test_function_timeout_is_enforced(aws: dict, images: dict[str, str], function: str) -> None:
-    lam = aws["lambda"]
-    lam.update_function_code(FunctionName=function, ImageUri=images["slow"])
-    response, payload = _invoke(lam, function)
-    assert response.get("FunctionError")
-    assert (
-        "Task timed out after 2.00 seconds"
-        in json.dumps(payload) + base64.b64decode(response["LogResult"]).decode()
-    )
-
-
-def test_application_log_lines_land_in_the_version_stream(
-    aws: dict, images: dict[str, str], function: str
-) -> None:
-    lam = aws["lambda"]
-    version = lam.publish_version(FunctionName=function)["Version"]
-    _invoke(lam, function, Qualifier=version)
-    streams = aws["logs"].describe_log_streams(logGroupName=f"/aws/lambda/{function}")
-    names = [s["logStreamName"] for s in streams["logStreams"]]
-    assert names and all(f"/[{version}]" in n for n in names)
-    events = aws["logs"].filter_log_events(
-        logGroupName=f"/aws/lambda/{function}", filterPattern='"app line v1"'
+    assert body["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 2.00 seconds" in body["errorMessage"]
+    assert "Task timed out after 2.00 seconds" in tail
+    events = aws("logs").filter_log_events(
+        logGroupName=f"/aws/lambda/{name}", filterPattern='"Task timed out"'
     )["events"]
     assert len(events) == 1
+
+
+def test_log_streams_are_named_for_the_executed_version(
+    aws: Callable[[str], Any], images: dict[str, str], make_function: Callable[..., str]
+) -> None:
+    lam, logs = aws("lambda"), aws("logs")
+    name = make_function()
+    v1_then_v2(lam, name, images)
+    invoke(lam, name, Qualifier="1")
+    invoke(lam, name)
+    streams = logs.describe_log_streams(logGroupName=f"/aws/lambda/{name}")["logStreams"]
+    stamp = time.strftime("%Y/%m/%d", time.gmtime())
+    assert sorted(s["logStreamName"][:-32] for s in streams) == sorted(
+        [f"{stamp}/[1]", f"{stamp}/[$LATEST]"]
+    )
+    found = logs.filter_log_events(
+        logGroupName=f"/aws/lambda/{name}", filterPattern='"app line v1"'
+    )["events"]
+    assert [e["logStreamName"][:-32] for e in found] == [f"{stamp}/[1]"]
+
+
+def test_function_sees_lambda_environment_and_reaches_moto(
+    aws: Callable[[str], Any], make_function: Callable[..., str]
+) -> None:
+    lam = aws("lambda")
+    aws("s3").create_bucket(
+        Bucket="bridge-test-env", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"}
+    )
+    name = make_function(
+        "app.environment",
+        Timeout=7,
+        MemorySize=384,
+        Environment={"Variables": {"GREETING": "hello", "TZ": "Asia/Bangkok"}},
+    )
+    version = lam.publish_version(FunctionName=name)["Version"]
+    response, body, _ = invoke(lam, name, Qualifier=version)
+    assert "FunctionError" not in response, body
+    env = body["env"]
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == name
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"] == version
+    assert (env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], env["AWS_LAMBDA_FUNCTION_TIMEOUT"]) == (
+        "384",
+        "7",
+    )
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "ap-southeast-1"
+    assert (env["GREETING"], env["TZ"]) == ("hello", "Asia/Bangkok")
+    assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert "bridge-test-env" in body["buckets"]  # the handler's boto3 reached moto
+    assert body["cwd"] == "/var/task"
+    assert 5000 < body["remaining_ms"] <= 7000
+
+
+def test_wrong_architecture_fails_like_lambda(
+    aws: Callable[[str], Any], make_function: Callable[..., str]
+) -> None:
+    response, body, tail = invoke(aws("lambda"), make_function(Architectures=["arm64"]))
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Runtime.InvalidEntrypoint"
+    assert "exec format error" in tail
+
+
+def test_missing_image_is_a_clear_stack_error(
+    aws: Callable[[str], Any], make_function: Callable[..., str]
+) -> None:
+    name = make_function(image="127.0.0.1:9/gangway-bridge-test/absent:nope")
+    response, body, tail = invoke(aws("lambda"), name)
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Rehearsal.StackError"
+    assert "neither in the local engine nor pullable" in body["errorMessage"]
+    assert "remedy:" in tail
+
+
+def test_event_invoke_returns_at_once_and_still_logs(
+    aws: Callable[[str], Any], make_function: Callable[..., str]
+) -> None:
+    name = make_function()
+    response = aws("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    assert response["StatusCode"] == 202
+    deadline = time.monotonic() + 15
+    events: list[dict[str, Any]] = []
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.2)
+        events = aws("logs").filter_log_events(
+            logGroupName=f"/aws/lambda/{name}", filterPattern='"app line v1"'
+        )["events"] if _group_exists(aws, name) else []
+    assert len(events) == 1
+
+
+def _group_exists(aws: Callable[[str], Any], name: str) -> bool:
+    groups = aws("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")
+    return bool(groups["logGroups"])
+
+
+# --------------------------------------------------------------------------- (e) filters
+
+
+def test_filter_patterns_follow_aws_text_semantics(aws: Callable[[str], Any]) -> None:
+    logs = aws("logs")
+    group = f"/aws/lambda/bridge-test-filters-{uuid.uuid4().hex[:6]}"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+    lines = ["[ERROR] RuntimeError: boom", "Traceback (most recent call last):", "INFO all fine"]
+    now = int(time.time() * 1000)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)],
+    )
+
+    def matched(pattern: str) -> list[str]:
+        events = logs.filter_log_events(logGroupName=group, filterPattern=pattern)["events"]
+        return [e["message"] for e in events]
+
+    assert matched("ERROR") == [lines[0]]
+    assert matched('"RuntimeError: boom"') == [lines[0]]
+    assert matched("INFO fine") == [lines[2]]
+    assert matched("?ERROR ?Traceback") == lines[:2]  # moto matched all three
+    assert matched("?WARN ?CRITICAL") == []
+    assert matched("ERROR -boom") == []  # moto matched all three
+    assert matched("error") == []  # case-sensitive, as on AWS
+    assert matched("") == lines
+    empty = f"{group}-empty"
+    logs.create_log_group(logGroupName=empty)
+    for unsupported in ("[level, message]", '{ $.level = "ERROR" }', '"unbalanced'):
+        for target in (group, empty):  # refused even where no event would be read
+            with pytest.raises(ClientError) as refused:
+                logs.filter_log_events(logGroupName=target, filterPattern=unsupported)
+            assert refused.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@pytest.fixture(scope="module")
+def registry() -> str:
+    try:
+        httpx.get("http://127.0.0.1:5000/v2/", timeout=2, trust_env=False).raise_for_status()
+    except httpx.HTTPError:
+        pytest.skip("no registry at 127.0.0.1:5000 (run `gangway stack up`)")
+    return "127.0.0.1:5000"
+
+
+def test_image_is_pulled_from_the_registry_and_reported_by_digest(
+    aws: Callable[[str], Any],
+    engine: docker_sdk.DockerClient,
+    image_builder: Callable[..., str],
+    app_sources: dict[str, str],
+    registry: str,
+    make_function: Callable[..., str],
+) -> None:
+    nonce = uuid.uuid4().hex[:10]
+    repository = f"{registry}/gangway-bridge-test"
+    image_builder(f"{repository}:{nonce}", app_sources["v2"], f"LABEL nonce={nonce}\n")
+    digest = ""
+    for chunk in engine.images.push(repository, tag=nonce, stream=True, decode=True):
+        assert "error" not in chunk, chunk
+        digest = (chunk.get("aux") or {}).get("Digest", digest)
+    assert digest.startswith("sha256:")
+    engine.images.remove(f"{repository}:{nonce}", force=True)  # the bridge must pull it
+
+    lam = aws("lambda")
+    by_digest = make_function(image=f"{repository}@{digest}")
+    by_tag = make_function(image=f"{repository}:{nonce}")
+    for name in (by_digest, by_tag):
+        function = lam.get_function(FunctionName=name)
+        assert function["Configuration"]["CodeSha256"] == digest.removeprefix("sha256:")
+        assert function["Code"]["ResolvedImageUri"] == f"{repository}@{digest}"
+    assert invoke(lam, by_digest)[1] == {"v": 2}
+    engine.images.remove(f"{repository}@{digest}", force=True)
+    # Best effort: the registry runs with delete enabled; a leftover manifest is harmless.
+    httpx.delete(f"http://{registry}/v2/gangway-bridge-test/manifests/{digest}", trust_env=False)
