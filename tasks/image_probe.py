@@ -1,9 +1,9 @@
 """Runs INSIDE the built image (stdlib only): import every handler as Lambda would, and report.
 
 gangway passes this file's source to ``python3 -c`` in one container and reads the JSON line it
-prints. Each check runs in a forked child, so every handler is imported in a clean module state
-with exactly the environment its function will have; the parent imports the handlers once first
-so that third-party packages are already loaded and each child costs milliseconds, not seconds.
+prints. Each handler is imported with exactly its function's environment, its app modules
+purged before the next, so third-party packages load once for all; then forked children
+import each again without that environment, to see start-up validation fail cleanly.
 """
 
 import importlib
@@ -53,7 +53,8 @@ def _purge(tops):  # noqa: ANN001, ANN202
             del sys.modules[name]
 
 
-def _check_in_child(handler, env, tops, timeout):  # noqa: ANN001, ANN202
+def _fork_check(handler, env, tops, timeout):  # noqa: ANN001, ANN202
+    """Start a child that imports handler with exactly env; returns (pid, read end)."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -66,6 +67,10 @@ def _check_in_child(handler, env, tops, timeout):  # noqa: ANN001, ANN202
             pipe.write(json.dumps(outcome))
         os._exit(0)
     os.close(write_fd)
+    return pid, read_fd
+
+
+def _collect(pid, read_fd):  # noqa: ANN001, ANN202
     with os.fdopen(read_fd) as pipe:
         data = pipe.read()
     _, status = os.waitpid(pid, 0)
@@ -86,20 +91,21 @@ def main():  # noqa: ANN201
     tops = {h["handler"].split(".")[0] for h in spec["handlers"]}
     sys.path.insert(0, os.getcwd())
 
-    # Warm-up: load third-party packages once; app modules are purged again in every child.
+    # With its environment: each handler in turn, its app modules purged before the next, so
+    # every import is fresh while third-party packages load once for all of them.
+    functions = {}
     for h in spec["handlers"]:
         os.environ.update(h["env"])
-        _import(h["handler"], timeout)
+        functions[h["key"]] = {"with_env": _import(h["handler"], timeout)}
         os.environ.clear()
         os.environ.update(image_env)
         _purge(tops)
-
-    functions = {}
-    for h in spec["handlers"]:
-        functions[h["key"]] = {
-            "with_env": _check_in_child(h["handler"], {**image_env, **h["env"]}, tops, timeout),
-            "without_env": _check_in_child(h["handler"], image_env, tops, timeout),
-        }
+    # Without it: forked children, all at once, each from the same clean state.
+    children = {
+        h["key"]: _fork_check(h["handler"], image_env, tops, timeout) for h in spec["handlers"]
+    }
+    for key, (pid, read_fd) in children.items():
+        functions[key]["without_env"] = _collect(pid, read_fd)
     result = {
         "cwd": os.getcwd(),
         "task_root": image_env.get("LAMBDA_TASK_ROOT"),
