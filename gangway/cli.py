@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from gangway.config import apply_env_file, available_environments, gangway_home
+from gangway.config import apply_env_file, available_environments, gangway_home, load_config
 from gangway.errors import ConfigError, GangwayError
 from gangway.render import gate_text, table
 
@@ -130,6 +130,7 @@ def _deploy(args: argparse.Namespace) -> int:
     from flows.deploy import DeployFailed, deploy
     from gangway.plan import DeployPlan, render_plan
 
+    load_config(args.env)  # bad input fails here, before a flow run exists
     try:
         result = deploy(
             env=args.env,

@@ -7,12 +7,29 @@ deploy step that "already ran" with the same inputs proves nothing about the wor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
+
+from gangway.errors import GangwayError
+
+
+class _DomainErrorsWithoutTraceback(logging.Filter):
+    """A gangway error already says what was expected, found and what to do: drop the stack."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], GangwayError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+for _name in ("prefect.flow_runs", "prefect.task_runs"):
+    logging.getLogger(_name).addFilter(_DomainErrorsWithoutTraceback())
 
 P = ParamSpec("P")
 R = TypeVar("R")
