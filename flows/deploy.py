@@ -298,17 +298,14 @@ class Deployment:
         outcomes: list[SmokeOutcome] = []
 
         def run() -> GateResult:
-            for case in self.config.smoke:
-                outcome = steps.smoke_invoke(
-                    self.config,
-                    case,
-                    self.qualifier(case.function),
-                    self.correlation_id,
-                    self.versions[case.function].version,
-                )
-                outcomes.append(outcome)
-            results = [o.result for o in outcomes]
-            return GateResult.combine("smoke", "deployment", Strength.CONTENT, results)
+            result, found = steps.smoke_all(
+                self.config,
+                {key: self.qualifier(key) for key in self.versions},
+                self.correlation_id,
+                {key: v.version for key, v in self.versions.items()},
+            )
+            outcomes.extend(found)
+            return result
 
         self.gate("smoke", run)
         return outcomes
@@ -438,6 +435,24 @@ class Deployment:
         self.record.message = message
         self.record.finished_at = datetime.now(UTC)
         self.save()
+        r = self.record
+        lines = [
+            f"### deploy {r.deploy_id}: {r.outcome.value}",
+            f"{r.message}",
+            "",
+            f"commit `{r.commit_sha}` → digest `{r.image_digest}` → schema "
+            f"`{r.schema_before}` → `{r.schema_after}`",
+            "",
+            "| function | before | after | restored |",
+            "|---|---|---|---|",
+            *(
+                f"| {m.name} | {m.version_before} | {m.version_after} | {m.restored_to or '-'} |"
+                for m in r.functions.values()
+            ),
+        ]
+        create_markdown_artifact(
+            key=f"{r.env}-deploy-record", markdown="\n".join(lines), description=r.message
+        )
 
     def save(self) -> None:
         self.record = self.ledger.save(self.record)
@@ -522,6 +537,13 @@ def deploy(
             remedy="pass --bake SECONDS",
         )
     config = load_config(env)
+    if not config.smoke:
+        raise ConfigError(
+            "the service declares no smoke cases",
+            expected="at least one [[smoke]] case: without one nothing proves the new version",
+            found="none",
+            remedy="add [[smoke]] cases to service.toml (or the environment's file)",
+        )
     config, revision = resolve_source(config, sha)
     traffic = Traffic(canary_percent=canary_percent, bake_s=bake_s)
     if dry_run:

@@ -539,9 +539,15 @@ def _outcome(
 
 
 def smoke_gate(
-    config: DeployConfig, qualifier: str | Mapping[str, str], correlation_id: str
+    config: DeployConfig,
+    qualifier: str | Mapping[str, str],
+    correlation_id: str,
+    expect_versions: Mapping[str, str] | None = None,
 ) -> tuple[GateResult, list[SmokeOutcome]]:
-    """Run every smoke case in order; qualifier is one alias/version or one per function key."""
+    """Run every smoke case in order; qualifier is one alias/version or one per function key.
+
+    expect_versions (function key → version) names the version an alias must have run.
+    """
     started = time.monotonic()
     if not config.smoke:
         skipped = GateResult(
@@ -554,7 +560,8 @@ def smoke_gate(
     outcomes = []
     for case in config.smoke:
         which = qualifier if isinstance(qualifier, str) else qualifier[case.function]
-        outcomes.append(smoke_invoke(config, case, which, correlation_id))
+        expected = (expect_versions or {}).get(case.function)
+        outcomes.append(smoke_invoke(config, case, which, correlation_id, expect_version=expected))
     checks = tuple(
         check.model_copy(update={"name": f"{outcome.case}: {check.name}"})
         for outcome in outcomes

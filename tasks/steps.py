@@ -135,18 +135,15 @@ def restore_aliases(
     return _each(restore, list(previous))
 
 
-@step("smoke invoke", timeout_s=900)
-def smoke_invoke(
+@step("smoke", timeout_s=900)
+def smoke_all(
     config: DeployConfig,
-    case: SmokeCase,
-    qualifier: str,
+    qualifiers: dict[str, str],
     correlation_id: str,
-    expect_version: str | None = None,
-) -> smoke.SmokeOutcome:
-    """Invoke one smoke case, validate its response and the version that ran it."""
-    return smoke.smoke_invoke(
-        config, case, qualifier, correlation_id, expect_version=expect_version
-    )
+    expect_versions: dict[str, str],
+) -> tuple[GateResult, list[smoke.SmokeOutcome]]:
+    """Invoke every smoke case in order; validate responses and the versions that ran."""
+    return smoke.smoke_gate(config, qualifiers, correlation_id, expect_versions)
 
 
 @step("log scan", timeout_s=180, retries=2)
