@@ -128,6 +128,7 @@ class Deployment:
         plan: DeployPlan,
         observed: Observed,
         ledger: Ledger,
+        attempt: DeployRecord,
     ) -> None:
         self.config = config
         self.revision = revision
@@ -135,23 +136,16 @@ class Deployment:
         self.observed = observed
         self.ledger = ledger
         self.log = get_run_logger()
-        self.record = DeployRecord(
-            env=plan.env,
-            commit_sha=revision.sha,
-            dirty=revision.dirty,
-            schema_before=observed.migrations.current,
-            traffic={
-                "mode": "canary" if plan.traffic.is_canary else "all-at-once",
-                "canary_percent": plan.traffic.canary_percent,
-                "bake_s": plan.traffic.bake_s,
-            },
-            functions={
-                key: FunctionMove(
-                    name=fn.name, version_before=fn.alias.version, image_before=fn.image_uri
-                )
-                for key, fn in observed.live.items()
-            },
-            flow_run_id=_flow_run_id(),
+        self.record = attempt.model_copy(
+            update={
+                "schema_before": observed.migrations.current,
+                "functions": {
+                    key: FunctionMove(
+                        name=fn.name, version_before=fn.alias.version, image_before=fn.image_uri
+                    )
+                    for key, fn in observed.live.items()
+                },
+            }
         )
         self.versions: dict[str, lambda_deploy.DeployedVersion] = {}
         self.correlation_id = uuid.uuid4().hex
@@ -553,12 +547,34 @@ def deploy(
         return plan
     ledger = Ledger(secrets=config.secret_values())
     policy = config.environment.deploy
-    with deploy_lock(config, policy.lock_timeout_s, lambda: _holder(ledger, env)):
-        for closed in recover_interrupted(config, ledger):
-            print(f"closed interrupted deploy {closed.deploy_id}: {closed.rollback}")
-        observed = observe(config)
-        plan = build_plan(config, revision, observed, traffic, allow_destructive)
-        record = Deployment(config, revision, plan, observed, ledger).run()
+    attempt = DeployRecord(
+        env=env,
+        commit_sha=revision.sha,
+        dirty=revision.dirty,
+        traffic={
+            "mode": "canary" if traffic.is_canary else "all-at-once",
+            "canary_percent": canary_percent,
+            "bake_s": bake_s,
+        },
+        flow_run_id=_flow_run_id(),
+    )
+    stage = "deploy lock"
+    try:
+        with deploy_lock(config, policy.lock_timeout_s, lambda: _holder(ledger, env)):
+            for closed in recover_interrupted(config, ledger):
+                print(f"closed interrupted deploy {closed.deploy_id}: {closed.rollback}")
+            # Marked running only under the lock: recovery treats running records as dead.
+            attempt = ledger.save(attempt)
+            stage = "observe"
+            observed = observe(config)
+            plan = build_plan(config, revision, observed, traffic, allow_destructive)
+            record = Deployment(config, revision, plan, observed, ledger, attempt).run()
+    except GangwayError as exc:  # refused before any step ran: still one record of it
+        attempt.outcome = Outcome.BLOCKED if stage == "deploy lock" else Outcome.FAILED
+        attempt.trigger = {"step": stage, "error": exc.render()[:2000], "checks": []}
+        attempt.message = f"{attempt.outcome.value} at {stage}; nothing changed"
+        attempt.finished_at = datetime.now(UTC)
+        record = ledger.save(attempt)
     if record.outcome is not Outcome.SUCCEEDED:
         raise DeployFailed(
             record,

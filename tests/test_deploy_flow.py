@@ -23,7 +23,7 @@ from gangway.config import REPO_ROOT, DeployConfig, load_config
 from gangway.plan import DeployPlan
 from tasks import lambda_deploy, schema
 from tasks.aws import client
-from tasks.env_lock import DeployLockError, deploy_lock
+from tasks.env_lock import deploy_lock
 from tasks.ledger import DeployRecord, Ledger, Outcome
 
 pytestmark = pytest.mark.stack
@@ -382,14 +382,41 @@ def test_concurrent_deploy_fails_fast_naming_the_holder(
     monkeypatch.setenv("GANGWAY_ENVIRONMENT__DEPLOY__LOCK_TIMEOUT_S", "1")
     ledger = Ledger()
     holder = ledger.save(DeployRecord(env=ENV, commit_sha="f" * 40, actor="alice@ci"))
+    before = aliases(config)
     try:
         with deploy_lock(config, 1, lambda: "test"):
-            with pytest.raises(DeployLockError) as err:
-                deploy(env=ENV)
+            record = failed_deploy()
     finally:
         holder.outcome = Outcome.FAILED
         ledger.save(holder)
-    assert f"deploy {holder.deploy_id}" in str(err.value) and "alice@ci" in str(err.value)
+    _blocked(record, config, before)
+    assert record.trigger["step"] == "deploy lock"
+    assert f"deploy {holder.deploy_id}" in record.trigger["error"]
+    assert "alice@ci" in record.trigger["error"]
+
+
+def test_unreachable_database_is_recorded_and_changes_nothing(
+    config: DeployConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GANGWAY_ENVIRONMENT__DATABASE__PORT", "1")
+    before = aliases(config)
+    record = failed_deploy()
+    assert record.outcome is Outcome.BLOCKED and record.trigger["step"] == "deploy lock"
+    assert "127.0.0.1:1" in record.trigger["error"] and "start MySQL" in record.trigger["error"]
+    assert aliases(config) == before
+    assert_no_secrets(config, record)
+
+
+def test_missing_function_is_recorded_and_changes_nothing(
+    config: DeployConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GANGWAY_FUNCTIONS__API__NAME", "daily-report-dev-api-missing")
+    before = aliases(config)
+    record = failed_deploy()
+    assert record.outcome is Outcome.FAILED and record.trigger["step"] == "observe"
+    assert "daily-report-dev-api-missing" in record.trigger["error"]
+    assert "does not exist" in record.trigger["error"]
+    assert aliases(config) == before
 
 
 def test_unknown_environment_and_sha_are_bad_input() -> None:
