@@ -447,3 +447,55 @@ def test_cli_exit_codes_and_json(config: DeployConfig) -> None:
     assert plan.returncode == 0, plan.stderr[-2000:]
     document = json.loads(plan.stdout[plan.stdout.index("{") :])
     assert document["env"] == ENV and len(document["functions"]) == 7
+
+
+def test_killed_deploy_is_closed_and_its_aliases_restored_by_the_next(
+    config: DeployConfig, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ledger = Ledger()
+    before = aliases(config)
+    known = {r.deploy_id for r in ledger.recent(ENV, limit=1000)}
+    # A harmless variant, so the killed deploy really moves the aliases to new versions.
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        (REPO_ROOT / "service" / "Dockerfile").read_text() + "\nLABEL variant=killed\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gangway.cli", "deploy", "--env", ENV],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "GANGWAY_SERVICE__BUILD__DOCKERFILE": str(dockerfile)},
+    )
+    moved = None
+    deadline = time.monotonic() + 180
+    while moved is None and time.monotonic() < deadline and process.poll() is None:
+        for record in ledger.recent(ENV, limit=5):
+            if record.deploy_id not in known and any(
+                m.alias_moved for m in record.functions.values()
+            ):
+                moved = record
+        time.sleep(0.05)
+    assert moved is not None, "the deploy never reached the alias move"
+    os.kill(process.pid, signal.SIGKILL)  # mid-verification: the alias may point anywhere
+    process.wait()
+    assert ledger.get(moved.deploy_id).outcome is Outcome.RUNNING
+
+    record = deploy(env=ENV)  # the next deploy converges
+    assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED
+    closed = ledger.get(moved.deploy_id)
+    assert closed.outcome is Outcome.INTERRUPTED
+    assert closed.rollback and closed.rollback["by"] == "recovery"
+    moved_keys = [k for k, m in closed.functions.items() if m.alias_moved]
+    assert moved_keys
+    for key in moved_keys:
+        assert closed.functions[key].version_after != before[key]
+        assert closed.rollback["functions"][key]["to"] == before[key]
+    # The next deploy is of the digest that was live before: its versions are reused, so
+    # nothing piles up, and the aliases end where that healthy deploy put them.
+    assert {k: m.version_after for k, m in record.functions.items()} == before == aliases(config)
