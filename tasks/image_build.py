@@ -8,11 +8,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 from docker.errors import APIError, BuildError
 
-from gangway.config import DeployConfig
+from gangway.config import DeployConfig, gangway_home
 from gangway.errors import ConfigError, DockerError
 from tasks.source import SourceRevision
 
@@ -38,8 +39,10 @@ class BuiltImage:
 def vendor_requirements(config: DeployConfig, architecture: str) -> float:
     """Install the service's requirements into <context>/vendor for the function platform.
 
-    Skipped (cheap) when the requirements file and target platform are unchanged since the
-    last vendoring: a stamp file records their hash.
+    Each (requirements, platform, Python) set is installed once into a cache under
+    GANGWAY_HOME and copied into the context with its timestamps, so switching platform and
+    back gives byte-identical files (pip's bytecode embeds source mtimes) and so the same
+    image digest. A stamp file makes the unchanged case free.
     """
     build = config.service.build
     if not build.vendor_requirements:
@@ -61,6 +64,17 @@ def vendor_requirements(config: DeployConfig, architecture: str) -> float:
     if stamp.exists() and stamp.read_text() == key:
         return 0.0
     started = time.monotonic()
+    cache = gangway_home() / "vendor" / key
+    if not (cache / ".complete").exists():
+        _pip_install(requirements, cache, architecture, build.python)
+        (cache / ".complete").write_text(key)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(cache, target, ignore=shutil.ignore_patterns(".complete"))
+    stamp.write_text(key)
+    return time.monotonic() - started
+
+
+def _pip_install(requirements: Path, target: Path, architecture: str, python: str) -> None:
     shutil.rmtree(target, ignore_errors=True)
     command = [
         sys.executable,
@@ -77,7 +91,7 @@ def vendor_requirements(config: DeployConfig, architecture: str) -> float:
         "--platform",
         PIP_PLATFORM[architecture],
         "--python-version",
-        build.python,
+        python,
         "-r",
         str(requirements),
     ]
@@ -85,12 +99,10 @@ def vendor_requirements(config: DeployConfig, architecture: str) -> float:
     if done.returncode != 0:
         raise DockerError(
             "vendoring the service's dependencies failed",
-            expected=f"wheels for {PIP_PLATFORM[architecture]} / Python {build.python}",
+            expected=f"wheels for {PIP_PLATFORM[architecture]} / Python {python}",
             found=(done.stderr or done.stdout).strip()[-600:],
             remedy=f"check {requirements} names packages with binary wheels for that platform",
         )
-    stamp.write_text(key)
-    return time.monotonic() - started
 
 
 def build_image(
