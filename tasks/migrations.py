@@ -377,12 +377,7 @@ def migrate(config: DeployConfig, lock_timeout_s: int = LOCK_TIMEOUT_S) -> Migra
             finally:
                 conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
     except SQLAlchemyError as exc:
-        raise DatabaseError(
-            "the migration failed",
-            expected="every pending revision to apply",
-            found=f"{type(getattr(exc, 'orig', exc)).__name__}: {getattr(exc, 'orig', exc)}"[:500],
-            remedy="read the error; MySQL DDL is not transactional, so check the schema state",
-        ) from exc
+        raise schema.db_error(config, exc, "holding the migration lock") from exc
     every = [r.id for r in revisions(config)]
     lo = every.index(before) + 1 if before else 0
     hi = every.index(after) + 1 if after else 0
