@@ -244,7 +244,15 @@ class Deployment:
 
     def migrate(self) -> None:
         if self.observed.migrations.pending:
-            result = self.timed("migrate", lambda: steps.migrate(self.config))
+            try:
+                result = self.timed("migrate", lambda: steps.migrate(self.config))
+            except GangwayError:
+                # MySQL DDL is not transactional: say exactly where the schema was left.
+                self.gate(
+                    "migration applied",
+                    lambda: steps.migration_applied(self.config, self.observed.migrations),
+                )
+                raise
             self.record.schema_after = result.after
         else:
             self.record.schema_after = self.observed.migrations.current

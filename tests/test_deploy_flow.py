@@ -510,3 +510,41 @@ def test_killed_deploy_is_closed_and_its_aliases_restored_by_the_next(
     # so nothing piles up, and the aliases end where that healthy deploy put them.
     assert version_counts() == published
     assert {k: m.version_after for k, m in record.functions.items()} == aliases(config)
+
+
+def test_migration_failing_halfway_reports_the_exact_schema_state(
+    config: DeployConfig, migrations_copy: Path
+) -> None:
+    (migrations_copy / "versions" / "0003_half.py").write_text(
+        textwrap.dedent('''
+            """Add source, then a column that already exists: fails after the first DDL."""
+            import sqlalchemy as sa
+            from alembic import op
+
+            revision = "0003"
+            down_revision = "0002"
+            branch_labels = None
+            depends_on = None
+
+            def upgrade() -> None:
+                op.add_column("precomputed_reports", sa.Column("source", sa.String(32)))
+                op.add_column("precomputed_reports", sa.Column("symbol", sa.String(16)))
+
+            def downgrade() -> None:
+                pass
+        ''')
+    )
+    before = aliases(config)
+    try:
+        record = failed_deploy()
+    finally:
+        with schema.engine(config).begin() as conn:
+            if "source" in schema.columns(config, "precomputed_reports"):
+                conn.execute(sa.text("ALTER TABLE precomputed_reports DROP COLUMN source"))
+    _blocked(record, config, before)
+    assert record.trigger["step"] == "migration applied"
+    [check] = record.trigger["checks"]
+    assert "unexpected ['source']" in check["found"]
+    assert "partially applied revision 0003" in check["found"]
+    assert schema.current_revision(config) == "0002"
+    assert record.image_digest and not any(m.version_after for m in record.functions.values())
