@@ -548,3 +548,17 @@ def test_migration_failing_halfway_reports_the_exact_schema_state(
     assert "partially applied revision 0003" in check["found"]
     assert schema.current_revision(config) == "0002"
     assert record.image_digest and not any(m.version_after for m in record.functions.values())
+
+
+def test_registry_down_during_push_blocks_with_a_clear_error(
+    config: DeployConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GANGWAY_ENVIRONMENT__REGISTRY", "127.0.0.1:1")
+    before = aliases(config)
+    record = failed_deploy()
+    assert record.outcome is Outcome.FAILED and record.trigger["step"] == "push"
+    assert "[registry]" in record.trigger["error"]
+    assert "127.0.0.1:1" in record.trigger["error"]
+    assert record.image_digest is None
+    assert not any(m.alias_moved for m in record.functions.values())
+    assert aliases(config) == before
