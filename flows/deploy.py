@@ -243,15 +243,18 @@ class Deployment:
         }
 
     def migrate(self) -> None:
+        def applied() -> GateResult:
+            return self.gate(
+                "migration applied",
+                lambda: steps.migration_applied(self.config, self.observed.migrations),
+            )
+
         if self.observed.migrations.pending:
             try:
                 result = self.timed("migrate", lambda: steps.migrate(self.config))
             except GangwayError:
                 # MySQL DDL is not transactional: say exactly where the schema was left.
-                self.gate(
-                    "migration applied",
-                    lambda: steps.migration_applied(self.config, self.observed.migrations),
-                )
+                applied()
                 raise
             self.record.schema_after = result.after
         else:
@@ -259,10 +262,7 @@ class Deployment:
             self.record.steps.append(
                 StepRecord(name="migrate", status="passed", detail="nothing pending")
             )
-        self.gate(
-            "migration applied",
-            lambda: steps.migration_applied(self.config, self.observed.migrations),
-        )
+        applied()
 
     def deploy_versions(self, image_uri: str) -> None:
         deployed_all = steps.deploy_versions(self.config, self.observed.live, image_uri)
@@ -345,10 +345,10 @@ class Deployment:
                     )
                     sent += 1
             time.sleep(policy.bake_invoke_interval_s)
-        counts = {
-            k: steps.count_invocations(self.config, v.name, v.version, self.deploy_started_ms)
-            for k, v in self.versions.items()
-        }
+        by_name = steps.count_invocations(
+            self.config, {v.name: v.version for v in self.versions.values()}, self.deploy_started_ms
+        )
+        counts = {k: by_name[v.name] for k, v in self.versions.items()}
         invocations = sum(n for n, _ in counts.values())
         errors = sum(e for _, e in counts.values())
         rate = errors / invocations if invocations else 0.0

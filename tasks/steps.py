@@ -157,10 +157,13 @@ def scan_logs(config: DeployConfig, versions: dict[str, str], since_ms: int) -> 
 
 @step("count invocations", timeout_s=120, retries=2)
 def count_invocations(
-    config: DeployConfig, name: str, version: str, since_ms: int
-) -> tuple[int, int]:
-    """(invocations, errors) of one version since since_ms, from its logs."""
-    return logs_scan.count_invocations(config, name, version, since_ms)
+    config: DeployConfig, versions: dict[str, str], since_ms: int
+) -> dict[str, tuple[int, int]]:
+    """(invocations, errors) of each version (function name → version) since since_ms."""
+    return _each(
+        lambda name: logs_scan.count_invocations(config, name, versions[name], since_ms),
+        list(versions),
+    )
 
 
 @step("ground truth", timeout_s=120, retries=2)

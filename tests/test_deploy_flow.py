@@ -300,6 +300,16 @@ def migrations_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return target
 
 
+def add_revision_0003(migrations: Path, doc: str, *upgrade: str) -> None:
+    """Write revision 0003 (after 0002) whose upgrade runs the given alembic operations."""
+    body = "\n".join(f"    {line}" for line in upgrade)
+    (migrations / "versions" / "0003_test.py").write_text(
+        f'"""{doc}"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+        'revision = "0003"\ndown_revision = "0002"\nbranch_labels = None\ndepends_on = None\n\n'
+        f"def upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+
+
 def test_missing_column_blocks_and_names_it(config: DeployConfig, migrations_copy: Path) -> None:
     # The database is at 0001 and no revision adds pdf_s3_key: the code must not ship.
     (migrations_copy / "versions" / "0002_add_pdf_s3_key.py").unlink()
@@ -322,22 +332,10 @@ def test_missing_column_blocks_and_names_it(config: DeployConfig, migrations_cop
 def test_destructive_migration_blocks_before_running(
     config: DeployConfig, migrations_copy: Path
 ) -> None:
-    (migrations_copy / "versions" / "0003_drop_report_json.py").write_text(
-        textwrap.dedent('''
-            """Drop report_json."""
-            from alembic import op
-
-            revision = "0003"
-            down_revision = "0002"
-            branch_labels = None
-            depends_on = None
-
-            def upgrade() -> None:
-                op.drop_column("precomputed_reports", "report_json")
-
-            def downgrade() -> None:
-                pass
-        ''')
+    add_revision_0003(
+        migrations_copy,
+        "Drop report_json.",
+        'op.drop_column("precomputed_reports", "report_json")',
     )
     before = aliases(config)
     record = failed_deploy()
@@ -515,24 +513,11 @@ def test_killed_deploy_is_closed_and_its_aliases_restored_by_the_next(
 def test_migration_failing_halfway_reports_the_exact_schema_state(
     config: DeployConfig, migrations_copy: Path
 ) -> None:
-    (migrations_copy / "versions" / "0003_half.py").write_text(
-        textwrap.dedent('''
-            """Add source, then a column that already exists: fails after the first DDL."""
-            import sqlalchemy as sa
-            from alembic import op
-
-            revision = "0003"
-            down_revision = "0002"
-            branch_labels = None
-            depends_on = None
-
-            def upgrade() -> None:
-                op.add_column("precomputed_reports", sa.Column("source", sa.String(32)))
-                op.add_column("precomputed_reports", sa.Column("symbol", sa.String(16)))
-
-            def downgrade() -> None:
-                pass
-        ''')
+    add_revision_0003(
+        migrations_copy,
+        "Add source, then a column that already exists: fails after the first DDL.",
+        'op.add_column("precomputed_reports", sa.Column("source", sa.String(32)))',
+        'op.add_column("precomputed_reports", sa.Column("symbol", sa.String(16)))',
     )
     before = aliases(config)
     try:
