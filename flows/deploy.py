@@ -514,16 +514,10 @@ def recover_interrupted(config: DeployConfig, ledger: Ledger) -> list[DeployReco
     return closed
 
 
-@flow(name="deploy", log_prints=True)
-def deploy(
-    env: str,
-    sha: str | None = None,
-    canary_percent: int = 0,
-    bake_s: int = 0,
-    allow_destructive: bool = False,
-    dry_run: bool = False,
-) -> DeployRecord | DeployPlan:
-    """Deploy one commit to one environment, or print what that would do (dry_run)."""
+def validate_request(
+    env: str, sha: str | None, canary_percent: int, bake_s: int
+) -> tuple[DeployConfig, SourceRevision]:
+    """Check every input before any side effect: traffic settings, configuration, the SHA."""
     if not 0 <= canary_percent < 100:
         raise ConfigError(
             "canary percent out of range",
@@ -546,7 +540,42 @@ def deploy(
             found="none",
             remedy="add [[smoke]] cases to service.toml (or the environment's file)",
         )
-    config, revision = resolve_source(config, sha)
+    return resolve_source(config, sha)
+
+
+def record_refusal(env: str, sha: str | None, exc: GangwayError) -> DeployRecord:
+    """Bad input is refused before anything changes, and the refusal is still on record."""
+    now = datetime.now(UTC)
+    return Ledger().save(
+        DeployRecord(
+            env=env,
+            commit_sha=sha or "",
+            outcome=Outcome.REFUSED,
+            trigger={"step": "input", "error": exc.render()[:2000], "checks": []},
+            message="refused: bad input; nothing changed",
+            started_at=now,
+            finished_at=now,
+            flow_run_id=_flow_run_id(),
+        )
+    )
+
+
+@flow(name="deploy", log_prints=True)
+def deploy(
+    env: str,
+    sha: str | None = None,
+    canary_percent: int = 0,
+    bake_s: int = 0,
+    allow_destructive: bool = False,
+    dry_run: bool = False,
+) -> DeployRecord | DeployPlan:
+    """Deploy one commit to one environment, or print what that would do (dry_run)."""
+    try:
+        config, revision = validate_request(env, sha, canary_percent, bake_s)
+    except ConfigError as exc:
+        if not dry_run:
+            record_refusal(env, sha, exc)
+        raise
     traffic = Traffic(canary_percent=canary_percent, bake_s=bake_s)
     if dry_run:
         observed = observe(config)

@@ -127,10 +127,15 @@ def render_record(record: DeployRecord) -> str:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from flows.deploy import DeployFailed, deploy
+    from flows.deploy import DeployFailed, deploy, record_refusal
     from gangway.plan import DeployPlan, render_plan
 
-    load_config(args.env)  # bad input fails here, before a flow run exists
+    try:
+        load_config(args.env)  # bad input fails here, before a flow run exists
+    except ConfigError as exc:
+        if not args.dry_run:
+            record_refusal(args.env, args.sha, exc)
+        raise
     try:
         result = deploy(
             env=args.env,

@@ -175,6 +175,10 @@ def ensure_stack_env(plans: list[DatabasePlan], home: Path | None = None) -> dic
     derived = {**AWS_TEST_ENV, **prefect_env(home)}
     for key, value in derived.items():
         values[key] = value if key.startswith("PREFECT_") else existing.get(key, value)
+    if values["AWS_SECRET_ACCESS_KEY"] == AWS_TEST_ENV["AWS_SECRET_ACCESS_KEY"]:
+        # moto accepts any secret; a unique one lets the fault matrix scan every log,
+        # artifact and ledger record for it (a word like "testing" would match prose).
+        values["AWS_SECRET_ACCESS_KEY"] = secrets.token_urlsafe(30)
     for plan in plans:
         for var in plan.secret_vars:
             values[var] = existing.get(var) or secrets.token_urlsafe(24)

@@ -35,6 +35,11 @@ class BuiltImage:
     build_s: float
     vendor_s: float
 
+    @property
+    def tag(self) -> str:
+        """The tag part of the reference (what is pushed)."""
+        return self.reference.rsplit(":", 1)[1]
+
 
 def vendor_requirements(config: DeployConfig, architecture: str) -> float:
     """Install the service's requirements into <context>/vendor for the function platform.
@@ -165,6 +170,12 @@ def build_image(
             found=str(exc)[:600],
             remedy="check the engine (`docker info`) and the base image named in build_args",
         ) from exc
+    if tag is None and revision.dirty:
+        # Two dirty trees of one commit must never share a tag: the gate and the push read
+        # the image by tag, so a concurrent build of another tree would swap it under them.
+        unique = f"{revision.tag}-{image.id.split(':')[-1][:12]}"
+        image.tag(config.image_repository, unique)
+        reference = f"{config.image_repository}:{unique}"
     return BuiltImage(
         image_id=image.id,
         reference=reference,

@@ -43,6 +43,7 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled-back"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    REFUSED = "refused"  # bad input: refused before any side effect
 
 
 class FunctionMove(BaseModel):

@@ -46,7 +46,7 @@ def push(config: DeployConfig, image: BuiltImage) -> PushedImage:
         docker_client(),
         config.environment.registry,
         config.service.build.repository,
-        image.revision.tag,
+        image.tag,
     )
 
 

@@ -16,10 +16,10 @@ from tasks.image_build import BuiltImage, build_image
 from tasks.registry import PushedImage, push_image
 from tasks.source import source_revision
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Load the stack env file (Prefect API URL, AWS keys) before anything imports Prefect."""
-    apply_env_file()
+# At import, not in pytest_configure: pytest imports the conftests of the paths it is given
+# (tests/faults/ imports the flows, hence Prefect) before configure hooks run, and Prefect
+# reads its API URL once, at import.
+apply_env_file()
 
 
 @pytest.fixture(scope="session")
@@ -62,5 +62,5 @@ def pushed_image(
         docker,
         dev_config.environment.registry,
         dev_config.service.build.repository,
-        service_image.revision.tag,
+        service_image.tag,
     )

@@ -1,0 +1,470 @@
+"""The fault matrix: every boundary violation injected for real, caught and explained.
+
+Each test injects one real condition on the rehearsal stack (a broken image, a closed port,
+an IAM policy, a killed process...), runs a real deploy, and hands the attempt to one of the
+``fault`` fixture's verdicts (``blocked``, ``rolled_back``, ``refused``, ``recovered``).
+A verdict observes the world from outside gangway first: the aliases read back from AWS, the
+ledger record re-read from the store, the user-visible error and output scanned for secrets.
+It writes one row of the matrix (rehearsal/fault_matrix.py), then asserts. So a row that
+fails still shows in the table, marked as not contained.
+
+``GANGWAY_FAULTS_ENV`` picks the environment (default dev).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.deploy import DeployFailed, deploy
+from gangway.config import REPO_ROOT, DeployConfig, load_config
+from gangway.errors import AwsError, GangwayError
+from rehearsal import fault_matrix
+from rehearsal.fault_matrix import FaultRow
+from tasks import lambda_deploy, schema
+from tasks.ledger import DeployRecord, Ledger, Outcome
+
+FAULTS_ENV = os.environ.get("GANGWAY_FAULTS_ENV", "dev")
+TRACEBACK = "Traceback (most recent call last)"
+TERMINAL = {
+    Outcome.SUCCEEDED,
+    Outcome.BLOCKED,
+    Outcome.ROLLED_BACK,
+    Outcome.FAILED,
+    Outcome.INTERRUPTED,
+    Outcome.REFUSED,
+}
+
+pytestmark = pytest.mark.stack
+
+
+# ------------------------------------------------------------------------ reading the world
+Aliases = dict[str, tuple[str, dict[str, float]]]
+
+
+def read_aliases(config: DeployConfig) -> Aliases:
+    """Where every function's alias points, and its canary weights, read from AWS."""
+    out: Aliases = {}
+    for key, fn in config.functions.items():
+        try:
+            state = lambda_deploy.read_alias(config, fn.name)
+        except AwsError as exc:
+            if "does not exist" not in exc.message + exc.found:
+                raise
+            out[key] = ("", {})  # no alias at all (a row may delete one)
+            continue
+        out[key] = (state.version, dict(state.weights))
+    return out
+
+
+def describe(aliases: Aliases) -> str:
+    """A short text of alias targets, e.g. ``v12`` or ``v3..v12``."""
+    versions = sorted({v for v, _ in aliases.values() if v}, key=lambda v: (len(v), v))
+    text = f"v{versions[0]}" if len(versions) == 1 else f"v{versions[0]}..v{versions[-1]}"
+    absent = sorted(k for k, (v, _) in aliases.items() if not v)
+    if absent:
+        text += f" ({', '.join(absent)}: no alias)"
+    if any(w for _, w in aliases.values()):
+        text += " (weighted!)"
+    return text
+
+
+def secret_values(config: DeployConfig) -> list[str]:
+    """The values no output may contain: the database password, function secrets, AWS key."""
+    values = set(config.secret_values())
+    aws = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if len(aws) >= 8:
+        values.add(aws)
+    return sorted(values, key=len, reverse=True)
+
+
+def count_secrets(texts: list[str], secrets: list[str]) -> int:
+    """How many (text, secret) pairs leak."""
+    return sum(secret in text for text in texts for secret in secrets)
+
+
+# ----------------------------------------------------------------------------- an attempt
+@dataclass
+class Attempt:
+    """One deploy as the user saw it: the record(s) it left, its error and output."""
+
+    records: list[DeployRecord]
+    error: str
+    output: str
+    exit_code: int | None
+    seconds: float
+    result: Any = None
+
+    @property
+    def record(self) -> DeployRecord | None:
+        """The attempt's own record (the newest one it left)."""
+        return self.records[-1] if self.records else None
+
+
+@dataclass
+class FaultRun:
+    """One row of the matrix: inject, run, and judge against the world read back."""
+
+    description: str
+    group: str
+    test: str
+    capture: pytest.CaptureFixture[str]
+    config: DeployConfig = field(init=False)
+    before: Aliases = field(init=False)
+    known: set[str] = field(init=False)
+    judged: bool = False
+
+    def __post_init__(self) -> None:
+        self.config = load_config(FAULTS_ENV)
+        self.before = read_aliases(self.config)
+        self.known = self._ledger_ids()
+
+    def rebaseline(self) -> None:
+        """Re-read the aliases after an injection that changed them on purpose."""
+        self.before = read_aliases(self.config)
+
+    # -- running -------------------------------------------------------------------------
+    @staticmethod
+    def _ledger_ids() -> set[str]:
+        return {r.deploy_id for r in Ledger().recent(None, limit=100_000)}
+
+    def new_records(self) -> list[DeployRecord]:
+        """Records that appeared in the ledger since the row started, oldest first."""
+        fresh = [r for r in Ledger().recent(None, limit=200) if r.deploy_id not in self.known]
+        return sorted(fresh, key=lambda r: r.started_at)
+
+    def deploy(self, env: str | None = None, **kwargs: Any) -> Attempt:
+        """Run the deploy flow in this process, as `gangway deploy` would."""
+        self.capture.readouterr()
+        started = time.monotonic()
+        error, result = "", None
+        try:
+            result = deploy(env=env or FAULTS_ENV, **kwargs)
+        except DeployFailed as exc:
+            error = exc.render()
+        except GangwayError as exc:
+            error = exc.render()
+        seconds = time.monotonic() - started
+        captured = self.capture.readouterr()
+        return Attempt(
+            records=self.new_records(),
+            error=error,
+            output=captured.out + captured.err,
+            exit_code=None,
+            seconds=seconds,
+            result=result,
+        )
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> Attempt:
+        """Run ``gangway <args>`` as a user would, in its own process."""
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "gangway.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            cwd=REPO_ROOT,
+        )
+        return Attempt(
+            records=self.new_records(),
+            error=done.stderr,
+            output=done.stdout + done.stderr,
+            exit_code=done.returncode,
+            seconds=time.monotonic() - started,
+        )
+
+    # -- verdicts ------------------------------------------------------------------------
+    def blocked(
+        self,
+        attempt: Attempt,
+        *,
+        step: str,
+        boundary: str,
+        says: tuple[str, ...] = (),
+    ) -> DeployRecord:
+        """Stopped before traffic: nothing moved, the alias reads back where it was."""
+        return self._judge(attempt, "blocked before traffic", step, boundary, says)
+
+    def rolled_back(
+        self,
+        attempt: Attempt,
+        *,
+        step: str,
+        boundary: str,
+        says: tuple[str, ...] = (),
+    ) -> DeployRecord:
+        """Caught after traffic moved: every alias restored and read back on its old version."""
+        return self._judge(attempt, "rolled back", step, boundary, says)
+
+    def refused(
+        self,
+        attempt: Attempt,
+        *,
+        boundary: str = "config",
+        says: tuple[str, ...] = (),
+        step: str = "input",
+    ) -> DeployRecord:
+        """Bad input refused before any side effect, with a REFUSED record of the attempt."""
+        return self._judge(attempt, "refused", step, boundary, says)
+
+    def recovered(
+        self,
+        attempt: Attempt,
+        *,
+        caught_at: str,
+        boundary: str,
+        says: tuple[str, ...] = (),
+        evidence: str = "",
+    ) -> DeployRecord:
+        """A transient fault absorbed (retried / re-run): the deploy succeeded and verified."""
+        return self._judge(attempt, "recovered", caught_at, boundary, says, evidence=evidence)
+
+    def _judge(
+        self,
+        attempt: Attempt,
+        verdict: str,
+        step: str,
+        boundary: str,
+        says: tuple[str, ...],
+        evidence: str = "",
+    ) -> DeployRecord:
+        problems: list[str] = []
+        record = attempt.record
+        stored = Ledger().get(record.deploy_id) if record else None
+        after = read_aliases(self.config)
+        consistent = stored is not None
+        if stored is None:
+            problems.append("no ledger record of the attempt")
+        elif stored.outcome not in TERMINAL:
+            consistent = False
+            problems.append(f"ledger record left {stored.outcome}")
+        for earlier in attempt.records[:-1]:
+            again = Ledger().get(earlier.deploy_id)
+            if again is None or again.outcome not in TERMINAL:
+                consistent = False
+                problems.append(f"earlier record {earlier.deploy_id} left unfinished")
+
+        trigger = (stored.trigger or {}) if stored else {}
+        shown = "\n".join([attempt.error, str(trigger.get("error", "")), *_check_texts(trigger)])
+        if verdict == "recovered":
+            outcome_ok = stored is not None and stored.outcome is Outcome.SUCCEEDED
+            moved = {k: m.version_after for k, m in stored.functions.items()} if stored else {}
+            alias_ok = outcome_ok and all(
+                after[k][0] == v and not after[k][1] for k, v in moved.items()
+            )
+            caught = step
+            if evidence:
+                shown += "\n" + evidence
+            alias_text = f"new {describe(after)}, read back" if alias_ok else describe(after)
+        else:
+            wanted = {
+                "blocked before traffic": (Outcome.BLOCKED, Outcome.FAILED),
+                "rolled back": (Outcome.ROLLED_BACK, Outcome.INTERRUPTED),
+                "refused": (Outcome.REFUSED,),
+            }[verdict]
+            outcome_ok = stored is not None and stored.outcome in wanted
+            alias_ok = after == self.before
+            caught = str(trigger.get("step", "?"))
+            alias_text = f"previous {describe(after)}, read back" if alias_ok else describe(after)
+            if caught != step:
+                problems.append(f"caught at {caught!r}, expected {step!r}")
+            if stored is not None:
+                problems.extend(_consistency(stored, verdict))
+                consistent = consistent and not _consistency(stored, verdict)
+            for part in (f"[{boundary}]", "expected", "found", "remedy"):
+                if part not in shown:
+                    problems.append(f"the error does not say {part!r}")
+        if not outcome_ok:
+            problems.append(f"outcome {stored.outcome if stored else None}, expected {verdict}")
+        if not alias_ok:
+            problems.append(f"aliases {after} != expected (before: {self.before})")
+        problems.extend(f"the error does not mention {s!r}" for s in says if s not in shown)
+        if TRACEBACK in attempt.error or (
+            attempt.exit_code is not None and TRACEBACK in attempt.output
+        ):
+            problems.append("a bare traceback reached the user")
+        texts = [attempt.error, attempt.output, *(r.model_dump_json() for r in attempt.records)]
+        leaks = count_secrets(texts, secret_values(self.config))
+        if leaks:
+            problems.append(f"{leaks} secret value(s) in the output or the ledger record")
+        row = FaultRow(
+            fault=self.description,
+            group=self.group,
+            boundary=boundary,
+            caught_at=caught,
+            outcome=verdict if outcome_ok else str(stored.outcome if stored else "no record"),
+            alias_after=alias_text,
+            ledger=(
+                f"{stored.outcome} {stored.deploy_id[:8]}"
+                + (f" (+{len(attempt.records) - 1})" if len(attempt.records) > 1 else "")
+                if stored
+                else "MISSING"
+            ),
+            seconds=round(attempt.seconds, 1),
+            contained=outcome_ok and alias_ok,
+            record_consistent=consistent,
+            secrets_found=leaks,
+            test=self.test,
+            problems=problems,
+        )
+        fault_matrix.append(row)
+        self.judged = True
+        assert not problems, "\n".join(problems) + f"\n--- error shown ---\n{shown[-3000:]}"
+        assert stored is not None
+        return stored
+
+
+def _check_texts(trigger: dict[str, Any]) -> list[str]:
+    return [
+        " ".join(str(c.get(k, "")) for k in ("name", "expected", "found", "remedy"))
+        for c in trigger.get("checks", [])
+    ]
+
+
+def _consistency(record: DeployRecord, verdict: str) -> list[str]:
+    """The record agrees with itself: what moved was put back and says so."""
+    moved = [m for m in record.functions.values() if m.alias_moved]
+    if verdict in ("blocked before traffic", "refused"):
+        problems = [f"{m.name} recorded as moved" for m in moved]
+        if record.rollback is not None:
+            problems.append("a rollback is recorded for a deploy that moved nothing")
+        return problems
+    problems = []
+    if not moved:
+        problems.append("rolled back, but no alias is recorded as moved")
+    if not record.rollback or record.rollback.get("result") != "verified":
+        problems.append(f"rollback not verified: {record.rollback}")
+    for m in moved:
+        if not m.restore_verified or m.restored_to != m.version_before:
+            problems.append(f"{m.name}: restored to {m.restored_to}, was {m.version_before}")
+    return problems
+
+
+# ------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def matrix_started(stack: object) -> float:
+    """A fresh rows file for this run; the time it started (for the secret sweep)."""
+    fault_matrix.reset()
+    return time.time()
+
+
+@pytest.fixture(scope="session")
+def healthy(matrix_started: float) -> DeployRecord:
+    """One successful deploy first, so every row starts from a healthy alias."""
+    config = load_config(FAULTS_ENV)
+    schema.upgrade(config)
+    record = deploy(env=FAULTS_ENV)
+    assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED, record
+    return record
+
+
+@pytest.fixture
+def fault(
+    request: pytest.FixtureRequest, healthy: DeployRecord, capfd: pytest.CaptureFixture[str]
+) -> Iterator[FaultRun]:
+    """The row under test: inject, then ``fault.deploy()`` and one verdict."""
+    marker = request.node.get_closest_marker("fault")
+    assert marker is not None, "a fault test needs @pytest.mark.fault(description, group=...)"
+    run = FaultRun(
+        description=str(marker.args[0]),
+        group=str(marker.kwargs.get("group", "")),
+        test=request.node.nodeid,
+        capture=capfd,
+    )
+    yield run
+    # Leave the next row a healthy world even when this one failed: put aliases back.
+    now = read_aliases(run.config)
+    if now != run.before:
+        for key, (version, _weights) in run.before.items():
+            if not version or now.get(key, ("", {}))[0] == "":
+                continue
+            fn = run.config.functions[key]
+            lambda_deploy.restore_alias(
+                run.config,
+                fn.name,
+                lambda_deploy.AliasState(
+                    name=run.config.environment.alias, version=version, weights={}
+                ),
+            )
+    if not run.judged:
+        fault_matrix.append(
+            FaultRow(
+                fault=run.description,
+                group=run.group,
+                boundary="?",
+                caught_at="?",
+                outcome="no verdict (the test failed before judging)",
+                alias_after=describe(now),
+                ledger="?",
+                seconds=0.0,
+                contained=False,
+                record_consistent=False,
+                test=run.test,
+            )
+        )
+
+
+@pytest.fixture
+def variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Build the next deploy from the committed Dockerfile plus extra steps."""
+
+    def use(*steps: str) -> None:
+        original = (REPO_ROOT / "service" / "Dockerfile").read_text()
+        dockerfile = tmp_path / "Dockerfile"
+        dockerfile.write_text(original + "\n" + "\n".join(steps) + "\n")
+        monkeypatch.setenv("GANGWAY_SERVICE__BUILD__DOCKERFILE", str(dockerfile))
+
+    return use
+
+
+def append_python(module: str, code: str) -> str:
+    """A Dockerfile step appending code to a handler module inside the image."""
+    encoded = base64.b64encode(textwrap.dedent(code).encode()).decode()
+    return f"RUN echo {encoded} | base64 -d >> ${{LAMBDA_TASK_ROOT}}/app/{module}.py"
+
+
+@pytest.fixture
+def migrations_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of migrations/ the next deploy uses (so a test can add or remove revisions)."""
+    target = tmp_path / "migrations"
+    shutil.copytree(REPO_ROOT / "migrations", target)
+    monkeypatch.setenv("GANGWAY_SERVICE__MIGRATIONS", str(target))
+    return target
+
+
+def add_revision_0003(migrations: Path, doc: str, *upgrade: str) -> None:
+    """Write revision 0003 (after 0002) whose upgrade runs the given alembic operations."""
+    body = "\n".join(f"    {line}" for line in upgrade)
+    (migrations / "versions" / "0003_test.py").write_text(
+        f'"""{doc}"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+        'revision = "0003"\ndown_revision = "0002"\nbranch_labels = None\ndepends_on = None\n\n'
+        f"def upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the matrix and its RESULT line after a run that produced rows."""
+    rows = fault_matrix.load()
+    if not rows or not getattr(terminalreporter.config, "_gangway_faults_ran", False):
+        return
+    terminalreporter.write_sep("=", "fault matrix")
+    terminalreporter.write_line(fault_matrix.render_table(rows))
+    sweep = fault_matrix.load_sweep()
+    terminalreporter.write_line(fault_matrix.result_line(rows, sweep))
+
+
+@pytest.fixture(autouse=True)
+def _mark_run(request: pytest.FixtureRequest) -> None:
+    request.config._gangway_faults_ran = True  # type: ignore[attr-defined]
