@@ -45,6 +45,12 @@ class DeployFailed(GangwayError):
         super().__init__(message, **kwargs)
 
 
+class DeployInterrupted(GangwayError):
+    """The deploy process was interrupted (Ctrl-C, SIGTERM) or crashed mid-step."""
+
+    boundary = "orchestration"
+
+
 @dataclass(frozen=True)
 class Observed:
     """What the world looks like before the deploy (all read-only)."""
@@ -407,6 +413,15 @@ class Deployment:
         interrupted: bool = False,
     ) -> None:
         moved = any(m.alias_moved for m in self.record.functions.values())
+        if not isinstance(exc, GangwayError):
+            exc = DeployInterrupted(
+                f"the deploy stopped during {step}: {type(exc).__name__}",
+                expected="the deploy to run to its end",
+                found=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                remedy="the moved aliases were put back (see the rollback); re-run the deploy"
+                if moved
+                else "nothing had moved; re-run the deploy",
+            )
         self.record.trigger = {
             "step": step,
             "error": str(exc)[:2000],

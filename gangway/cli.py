@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 import time
 import traceback
@@ -276,11 +277,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (a CI job cancelled, a pod stopped): unwinds like Ctrl-C, so rollback runs."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated(f"received {signal.Signals(signum).name}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gangway` console script."""
     apply_env_file()
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
+    # Python's default for SIGTERM is to die on the spot, skipping the rollback of an alias
+    # that already moved; a runner cancelling a job sends SIGTERM before SIGKILL.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(args)
     except ConfigError as exc:
@@ -292,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"terminated ({exc})", file=sys.stderr)
+        return 143
     except Exception as exc:  # a bug in gangway: say so plainly, keep the traceback on disk
         trace = gangway_home() / "logs" / "last-error.txt"
         trace.parent.mkdir(parents=True, exist_ok=True)

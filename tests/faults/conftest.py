@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -185,6 +186,10 @@ class FaultRun:
             seconds=time.monotonic() - started,
         )
 
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> Spawned:
+        """Start ``gangway <args>`` in the background (to kill or interrupt it mid-flow)."""
+        return Spawned(self, list(args), env or {})
+
     # -- verdicts ------------------------------------------------------------------------
     def blocked(
         self,
@@ -267,7 +272,9 @@ class FaultRun:
             caught = step
             if evidence:
                 shown += "\n" + evidence
-            alias_text = f"new {describe(after)}, read back" if alias_ok else describe(after)
+            alias_text = (
+                f"this deploy's {describe(after)}, read back" if alias_ok else describe(after)
+            )
         else:
             wanted = {
                 "blocked before traffic": (Outcome.BLOCKED, Outcome.FAILED),
@@ -324,6 +331,57 @@ class FaultRun:
         assert not problems, "\n".join(problems) + f"\n--- error shown ---\n{shown[-3000:]}"
         assert stored is not None
         return stored
+
+
+class Spawned:
+    """A background ``gangway`` process, watched through the ledger it writes."""
+
+    def __init__(self, run: FaultRun, args: list[str], env: dict[str, str]) -> None:
+        self.run = run
+        self.started = time.monotonic()
+        self.out = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gangway.cli", *args],
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **env},
+            cwd=REPO_ROOT,
+        )
+
+    def wait_for_step(self, step: str, timeout: float = 300) -> DeployRecord:
+        """Block until the process's ledger record shows step finished; return that record."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.run.new_records():
+                if any(s.name == step for s in record.steps):
+                    return record
+            if self.process.poll() is not None:
+                raise AssertionError(f"the deploy ended before {step!r}:\n{self.output()[-3000:]}")
+            time.sleep(0.02)
+        raise AssertionError(f"no {step!r} within {timeout}s:\n{self.output()[-3000:]}")
+
+    def signal(self, signum: int) -> None:
+        """Send signum to the deploy process."""
+        os.kill(self.process.pid, signum)
+
+    def output(self) -> str:
+        """Everything the process printed so far."""
+        self.out.seek(0)
+        return self.out.read()
+
+    def finish(self, timeout: float = 300) -> Attempt:
+        """Wait for the process to end; the attempt as the user saw it."""
+        code = self.process.wait(timeout=timeout)
+        text = self.output()
+        self.out.close()
+        return Attempt(
+            records=self.run.new_records(),
+            error=text,
+            output=text,
+            exit_code=code,
+            seconds=time.monotonic() - self.started,
+        )
 
 
 def _check_texts(trigger: dict[str, Any]) -> list[str]:
