@@ -16,19 +16,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
+from prefect.states import Crashed
 
 from gangway.config import DeployConfig, gangway_home, load_config
-from gangway.errors import ConfigError, GangwayError
+from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.evidence import Check, GateFailed, GateResult, Strength
 from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan, render_plan
 from gangway.render import gate_markdown
 from tasks import lambda_deploy, migrations, steps
 from tasks.env_lock import deploy_lock
+from tasks.image_build import BuiltImage
 from tasks.ledger import DeployRecord, FunctionMove, Ledger, Outcome, StepRecord
+from tasks.promotion import confirm_in_registry, find_validated
+from tasks.registry import PushedImage
 from tasks.smoke import SmokeOutcome, smoke_invoke
 from tasks.source import SourceRevision, checkout_tree, resolve_sha, source_revision
 
@@ -99,6 +105,7 @@ def build_plan(
     observed: Observed,
     traffic: Traffic,
     allow_destructive: bool,
+    promoted: PushedImage | None = None,
 ) -> DeployPlan:
     """The plan from configuration and observed state."""
     return make_plan(
@@ -121,6 +128,7 @@ def build_plan(
             )
             for key, fn in observed.live.items()
         ],
+        promoted_image=promoted.by_digest if promoted else "",
     )
 
 
@@ -135,8 +143,10 @@ class Deployment:
         observed: Observed,
         ledger: Ledger,
         attempt: DeployRecord,
+        promoted: PushedImage | None = None,
     ) -> None:
         self.config = config
+        self.promoted = promoted
         self.revision = revision
         self.plan = plan
         self.observed = observed
@@ -162,13 +172,13 @@ class Deployment:
         """Run every step in order; block, roll back or succeed; always record."""
         self.save()
         try:
-            built = self.timed("build", lambda: steps.build(self.config, self.revision))
+            built = self.image()
             self.record.image_ref = built.reference
             self.gate(
                 "in-image gate",
                 lambda: steps.gate_image(self.config, built, self.live_env()),
             )
-            pushed = self.timed("push", lambda: steps.push(self.config, built))
+            pushed = self.promoted or self.timed("push", lambda: steps.push(self.config, built))
             self.record.image_digest = pushed.digest
             self.gate(
                 "migration lint",
@@ -202,6 +212,13 @@ class Deployment:
 
     # -- steps --------------------------------------------------------------------------
     current_step = "start"
+
+    def image(self) -> BuiltImage:
+        """The image to gate: built from the revision, or (promotion) pulled by digest."""
+        promoted = self.promoted
+        if promoted is None:
+            return self.timed("build", lambda: steps.build(self.config, self.revision))
+        return self.timed("pull", lambda: steps.pull(promoted, self.revision))
 
     def timed(self, name: str, action: Callable[[], T]) -> T:
         """Run one step, recording its status and duration in the ledger."""
@@ -393,7 +410,7 @@ class Deployment:
             if isinstance(state, str):
                 ok = False
                 move.restore_verified = False
-                restored[key] = {"error": state[:300]}
+                restored[key] = {"error": state[:1000]}
                 continue
             move.restored_to = state.version
             move.restore_verified = state.version == move.version_before
@@ -496,14 +513,52 @@ def _holder(ledger: Ledger, env: str) -> str:
     )
 
 
+def _close_flow_run(flow_run_id: str | None) -> str:
+    """Mark a dead deploy's Prefect flow run Crashed (a killed process never reports its end)."""
+    if not flow_run_id:
+        return "no flow run to close"
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(flow_run_id))
+            if run.state is not None and run.state.is_final():
+                return f"flow run {flow_run_id} already {run.state.name}"
+            client.set_flow_run_state(
+                UUID(flow_run_id),
+                Crashed(message="the deploy process died; a later deploy closed it"),
+                force=True,
+            )
+    except Exception as exc:  # the ledger is the record; Prefect's view is best effort
+        return f"flow run {flow_run_id} not closed: {type(exc).__name__}: {str(exc)[:200]}"
+    return f"flow run {flow_run_id} marked Crashed"
+
+
+def pending_recovery(ledger: Ledger, env: str) -> list[DeployRecord]:
+    """Attempts whose aliases may still be off their previous versions.
+
+    Killed mid-flight (still marked running), or whose rollback FAILED (AWS did not answer
+    within the restore window). Only records newer than the last success can be pending: every
+    deploy runs this recovery first, under the lock, and succeeds only after it.
+    """
+    pending = ledger.running(env)
+    for record in ledger.recent(env, limit=50):
+        if record.outcome is Outcome.SUCCEEDED:
+            break
+        rollback = record.rollback or {}
+        if record.outcome is not Outcome.RUNNING and rollback.get("result") == "FAILED":
+            pending.append(record)
+    return pending
+
+
 def recover_interrupted(config: DeployConfig, ledger: Ledger) -> list[DeployRecord]:
-    """Close attempts a killed process left running: put moved aliases back, record it.
+    """Close attempts a killed process left running, and finish rollbacks that FAILED: put
+    moved aliases back, record it.
 
     Called with the deploy lock held, so no record marked running can still be alive.
     """
     closed = []
-    for record in ledger.running(config.environment.name):
-        restored: dict[str, object] = {}
+    for record in pending_recovery(ledger, config.environment.name):
+        killed = record.outcome is Outcome.RUNNING
+        restored: dict[str, dict[str, object]] = {}
         for key, move in record.functions.items():
             if not move.alias_moved or move.version_before is None:
                 continue
@@ -521,18 +576,46 @@ def recover_interrupted(config: DeployConfig, ledger: Ledger) -> list[DeployReco
             move.restored_to = back.version
             move.restore_verified = back.version == move.version_before
             restored[key] = {"to": back.version, "verified": move.restore_verified}
-        record.rollback = {"result": "verified", "functions": restored, "by": "recovery"}
-        record.outcome = Outcome.INTERRUPTED
-        record.message = "the deploy process died; a later deploy restored its aliases"
-        record.finished_at = datetime.now(UTC)
+        result = "verified" if all(r["verified"] for r in restored.values()) else "FAILED"
+        if killed:
+            record.rollback = {"result": result, "functions": restored, "by": "recovery"}
+            record.notes.append(_close_flow_run(record.flow_run_id))
+            record.outcome = Outcome.INTERRUPTED
+            record.message = "the deploy process died; a later deploy restored its aliases"
+        else:
+            record.rollback = {
+                "result": result,
+                "functions": restored,
+                "by": "recovery",
+                "failed": record.rollback,
+            }
+            record.message += "; a later deploy restored its aliases"
+        record.finished_at = record.finished_at or datetime.now(UTC)
         closed.append(ledger.save(record))
     return closed
 
 
+@dataclass(frozen=True)
+class Request:
+    """A validated deploy request: configuration, source revision, and (promotion) the image."""
+
+    config: DeployConfig
+    revision: SourceRevision
+    promoted: PushedImage | None = None
+    validated_by: str = ""
+
+
 def validate_request(
-    env: str, sha: str | None, canary_percent: int, bake_s: int
-) -> tuple[DeployConfig, SourceRevision]:
-    """Check every input before any side effect: traffic settings, configuration, the SHA."""
+    env: str, sha: str | None, canary_percent: int, bake_s: int, promote: bool = False
+) -> Request:
+    """Check every input before any side effect: traffic, configuration, SHA, promoted image."""
+    if promote and not sha:
+        raise ConfigError(
+            "a promotion needs the commit whose image it promotes",
+            expected="--promote with --sha COMMIT",
+            found="no --sha",
+            remedy="pass --sha with the commit a lower environment validated",
+        )
     if not 0 <= canary_percent < 100:
         raise ConfigError(
             "canary percent out of range",
@@ -555,7 +638,17 @@ def validate_request(
             found="none",
             remedy="add [[smoke]] cases to service.toml (or the environment's file)",
         )
-    return resolve_source(config, sha)
+    config, revision = resolve_source(config, sha)
+    if not promote:
+        return Request(config, revision)
+    validated = find_validated(Ledger(), revision.sha)
+    pushed = confirm_in_registry(config, validated)
+    return Request(
+        config,
+        revision,
+        promoted=pushed,
+        validated_by=f"deploy {validated.deploy_id} in {validated.env}",
+    )
 
 
 def record_refusal(env: str, sha: str | None, exc: GangwayError) -> DeployRecord:
@@ -583,18 +676,23 @@ def deploy(
     bake_s: int = 0,
     allow_destructive: bool = False,
     dry_run: bool = False,
+    promote: bool = False,
 ) -> DeployRecord | DeployPlan:
-    """Deploy one commit to one environment, or print what that would do (dry_run)."""
+    """Deploy one commit to one environment, or print what that would do (dry_run).
+
+    With promote, the image a succeeded deploy of sha validated is deployed by digest.
+    """
     try:
-        config, revision = validate_request(env, sha, canary_percent, bake_s)
-    except ConfigError as exc:
+        request = validate_request(env, sha, canary_percent, bake_s, promote)
+    except (ConfigError, RegistryError) as exc:
         if not dry_run:
             record_refusal(env, sha, exc)
         raise
+    config, revision = request.config, request.revision
     traffic = Traffic(canary_percent=canary_percent, bake_s=bake_s)
     if dry_run:
         observed = observe(config)
-        plan = build_plan(config, revision, observed, traffic, allow_destructive)
+        plan = build_plan(config, revision, observed, traffic, allow_destructive, request.promoted)
         get_run_logger().info("dry run: nothing changed\n%s", render_plan(plan))
         return plan
     ledger = Ledger(secrets=config.secret_values())
@@ -609,18 +707,28 @@ def deploy(
             "bake_s": bake_s,
         },
         flow_run_id=_flow_run_id(),
+        kind="promote" if request.promoted else "deploy",
+        image_digest=request.promoted.digest if request.promoted else None,
+        notes=[f"promoted the image validated by {request.validated_by}"]
+        if request.promoted
+        else [],
     )
     stage = "deploy lock"
     try:
         with deploy_lock(config, policy.lock_timeout_s, lambda: _holder(ledger, env)):
+            stage = "recovery"
             for closed in recover_interrupted(config, ledger):
                 print(f"closed interrupted deploy {closed.deploy_id}: {closed.rollback}")
             # Marked running only under the lock: recovery treats running records as dead.
             attempt = ledger.save(attempt)
             stage = "observe"
             observed = observe(config)
-            plan = build_plan(config, revision, observed, traffic, allow_destructive)
-            record = Deployment(config, revision, plan, observed, ledger, attempt).run()
+            plan = build_plan(
+                config, revision, observed, traffic, allow_destructive, request.promoted
+            )
+            record = Deployment(
+                config, revision, plan, observed, ledger, attempt, request.promoted
+            ).run()
     except GangwayError as exc:  # refused before any step ran: still one record of it
         attempt.outcome = Outcome.BLOCKED if stage == "deploy lock" else Outcome.FAILED
         attempt.trigger = {"step": stage, "error": exc.render()[:2000], "checks": []}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from gangway.config import apply_env_file, available_environments, gangway_home, load_config
-from gangway.errors import ConfigError, GangwayError
+from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.render import gate_text, table
 
 if TYPE_CHECKING:
@@ -145,7 +145,11 @@ def _deploy(args: argparse.Namespace) -> int:
             bake_s=args.bake,
             allow_destructive=args.allow_destructive,
             dry_run=args.dry_run,
+            promote=args.promote,
         )
+    except RegistryError as exc:  # only a refused promotion escapes the flow as one
+        print(exc.render(), file=sys.stderr)
+        return EXIT_BAD_INPUT
     except DeployFailed as exc:
         if args.json:
             print(exc.record.model_dump_json(indent=2))
@@ -247,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deploy", help="deploy one commit to one environment, with evidence")
     p.add_argument("--env", required=True, help=f"one of: {', '.join(envs)}")
     p.add_argument("--sha", help="commit to deploy (default: HEAD of the service)")
+    p.add_argument(
+        "--promote",
+        action="store_true",
+        help="deploy the image a succeeded deploy of --sha validated, by digest, no rebuild",
+    )
     p.add_argument(
         "--canary",
         type=int,

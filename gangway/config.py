@@ -220,6 +220,9 @@ class DeployPolicy(Strict):
     bake_invoke_interval_s: float = Field(default=2.0, gt=0)
     lock_timeout_s: int = Field(default=30, ge=0)
     invoke_timeout_s: int = Field(default=120, ge=1)
+    # How long a rollback retries an AWS that does not answer (tasks/lambda_deploy.py); the
+    # restore step's timeout (120 s) bounds it.
+    restore_window_s: float = Field(default=60.0, ge=0, le=100)
 
 
 class EnvironmentSpec(Strict):

@@ -70,6 +70,7 @@ class DeployPlan:
     functions: tuple[PlannedFunction, ...]
     smoke_cases: tuple[str, ...]
     steps: tuple[PlannedStep, ...] = field(default=())
+    promoted_image: str = ""
 
 
 BLOCK = "block (nothing changed)"
@@ -88,20 +89,34 @@ def make_plan(
     schema_head: str | None,
     pending: list[tuple[str, str]],
     functions: list[PlannedFunction],
+    promoted_image: str = "",
 ) -> DeployPlan:
     """The ordered steps of one deploy, from configuration and observed state (pure)."""
     alias = config.environment.alias
     names = ", ".join(f.name for f in functions)
     migrations = ", ".join(f"{rev} ({msg})" for rev, msg in pending) if pending else "none pending"
+    if promoted_image:
+        image_steps = [
+            PlannedStep("pull", "registry", f"pull the validated {promoted_image}", BLOCK)
+        ]
+    else:
+        image_steps = [
+            PlannedStep("build", "process", f"build {config.image_repository}:{image_tag}", BLOCK)
+        ]
     steps = [
-        PlannedStep("build", "process", f"build {config.image_repository}:{image_tag}", BLOCK),
+        *image_steps,
         PlannedStep(
             "in-image gate",
             "process",
             f"import {len(config.functions)} handlers inside the image; cwd, Python, arch",
             BLOCK,
         ),
-        PlannedStep("push", "registry", "push; read the manifest digest back", BLOCK),
+        PlannedStep(
+            "push",
+            "registry",
+            "none: promoted by digest" if promoted_image else "push; read the manifest digest back",
+            BLOCK,
+        ),
         PlannedStep(
             "migration lint",
             "data",
@@ -173,6 +188,7 @@ def make_plan(
         functions=tuple(functions),
         smoke_cases=tuple(c.name for c in config.smoke),
         steps=tuple(steps),
+        promoted_image=promoted_image,
     )
 
 
@@ -181,7 +197,8 @@ def render_plan(plan: DeployPlan) -> str:
     head = [
         f"deploy plan for {plan.env}",
         f"  commit   {plan.commit_sha}{' (dirty tree)' if plan.dirty else ''}",
-        f"  image    {plan.image_repository}:{plan.image_tag}",
+        f"  image    {plan.promoted_image or f'{plan.image_repository}:{plan.image_tag}'}"
+        + (" (promoted, no rebuild)" if plan.promoted_image else ""),
         f"  schema   {plan.schema_current or 'base'} → {plan.schema_head}"
         f" ({len(plan.pending_migrations)} pending)",
         f"  traffic  {plan.traffic.describe()}",

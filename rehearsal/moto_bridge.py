@@ -21,6 +21,21 @@ moto 5.2 and AWS Lambda, so the pipeline can trust what the rehearsal reports:
   stream, and an error the runtime reports sets ``FunctionError: Unhandled`` as AWS does.
 - ``_filter_log_events`` / ``TextFilter``: ``?A ?B``, ``-A``, JSON and space-delimited
   patterns matched EVERY event in moto; text terms now follow AWS, the rest is refused.
+- ``_authorize``: moto's IAM policy evaluation is all or nothing (``INITIAL_NO_AUTH_ACTION_COUNT``
+  switches it on for every caller, which would lock out every other client of a shared stack,
+  whose key is no IAM user's). Here the key decides: a request signed with the access key of
+  an IAM user in moto's IAM backend gets moto's signature check and policy evaluation, on the
+  action's real resource (moto checked Lambda and Logs calls against ``*``) and with the IAM
+  action name (``lambda:InvokeFunction``, not the API's ``Invoke``); any other key passes as
+  before. moto signed an empty body as the parsed query (the request's headers, for a GET),
+  so every GET by a real key failed the signature check; the raw body is used.
+- ``_json_refusal``: moto answered a refused request in XML to every protocol, so botocore
+  saw ``Code: "403"`` and the raw XML as the message on Lambda and CloudWatch Logs. JSON
+  services now get AWS's shape: 403, ``x-amzn-ErrorType: AccessDeniedException`` and AWS's
+  message naming principal, action, resource and why (no Allow / an explicit Deny);
+  ``UnrecognizedClientException`` for an unknown, deleted or inactive user key and
+  ``InvalidSignatureException`` for a wrong secret. Query and XML services keep moto's
+  (AWS-shaped there) ``AccessDenied`` / ``InvalidClientTokenId`` / ``SignatureDoesNotMatch``.
 Left as moto has it: State is always Active and LastUpdateStatus Successful, so waiters pass
 at once (a rehearsal never shows Pending/InProgress; the pipeline's own reads decide).
 """
@@ -46,18 +61,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlparse
 
 import docker
 import httpx
+from botocore.awsrequest import AWSRequest
 from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.models.images import Image
 from moto.awslambda import exceptions as lambda_exceptions
 from moto.awslambda import models as lambda_models
 from moto.awslambda import responses as lambda_responses
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.core.exceptions import AccessDeniedError, AuthFailureError, SignatureDoesNotMatchError
+from moto.core.utils import get_service_model
+from moto.iam import models as iam_models
+from moto.iam.access_control import (
+    IAMPolicy,
+    IAMRequest,
+    IAMRequestBase,
+    PermissionResult,
+    S3IAMRequest,
+)
 from moto.logs import exceptions as logs_exceptions
 from moto.logs import models as logs_models
 from moto.server import ThreadedMotoServer
+from moto.utilities.utils import PARTITION_NAMES
+from werkzeug.exceptions import HTTPException
 
 from gangway.errors import StackError
 
@@ -66,6 +95,7 @@ log = logging.getLogger("gangway.moto_bridge")
 RIE_IN_CONTAINER = "/rie/aws-lambda-rie"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 START_WAIT_S = 20.0
+START_ATTEMPTS = 3
 TAIL_BYTES = 4096
 RIE_LINE = re.compile(r"^\d\d \w{3} \d{4} [\d:,]+ \[\w+\] \(rapid\)")
 TIMED_OUT = re.compile(r"Task timed out after [0-9.]+ seconds")
@@ -92,10 +122,17 @@ def _client() -> docker.DockerClient:
         return _docker
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    # Held open together so that the ports differ (closing one before binding the next let
+    # the kernel hand out the same port twice, and the RIE then refused connections).
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 # --------------------------------------------------------------------------- request side
@@ -453,7 +490,7 @@ def run_in_image(fn: Any, event: bytes) -> Invocation:
     entrypoint = list(fn.image_config.entry_point or config.get("Entrypoint") or [])
     command = list(fn.image_config.cmd or config.get("Cmd") or [])
     # Each container gets its own two ports, so invokes run concurrently.
-    rie_port, api_port = _free_port(), _free_port()
+    rie_port, api_port = _free_ports(2)
     container = client.containers.run(
         image.id,
         entrypoint=[
@@ -509,10 +546,19 @@ def _bridge_failure(fn: Any, exc: Exception) -> Invocation:
 def _record(fn: Any, event: bytes) -> Invocation:
     """Run the invoke and write its lines to /aws/lambda/NAME through the function's save_logs."""
     started = time.monotonic()
-    try:
-        result = run_in_image(fn, event)
-    except (StackError, DockerException, httpx.HTTPError) as exc:
-        result = _bridge_failure(fn, exc)
+    for attempt in range(START_ATTEMPTS):
+        try:
+            result = run_in_image(fn, event)
+            break
+        except (StackError, httpx.ConnectError) as exc:
+            # The event never reached the handler (the emulator did not come up, or lost its
+            # port to another socket): starting again cannot run the handler twice.
+            result = _bridge_failure(fn, exc)
+            log.warning("invoke of %s did not start (attempt %d): %s", fn.function_name,
+                        attempt + 1, exc)
+        except (DockerException, httpx.HTTPError) as exc:
+            result = _bridge_failure(fn, exc)
+            break
     if result.lines:
         fn.logs_backend.ensure_log_group(fn.logs_group_name)
         fn.save_logs("\n".join(result.lines))  # moto's: AWS-style YYYY/MM/DD/[VERSION]id
@@ -615,6 +661,257 @@ def _filter_log_events(self: Any, *args: Any, **kwargs: Any) -> Any:
     return _original_filter_log_events(self, *args, **kwargs)
 
 
+# --------------------------------------------------------------------------- IAM, per identity
+# Signing name -> IAM prefix, and API operation -> IAM action, where they differ.
+IAM_PREFIX = {"monitoring": "cloudwatch"}
+IAM_ACTION = {
+    ("lambda", "Invoke"): "InvokeFunction",
+    ("lambda", "InvokeWithResponseStream"): "InvokeFunction",
+}
+JSON_PROTOCOLS = ("json", "rest-json")
+CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
+LAMBDA_PATH = re.compile(r"^/[\d-]+/(functions|tags)/([^/]+)(?:/([^/]+))?")
+INVALID_TOKEN = "The security token included in the request is invalid."
+BAD_SIGNATURE = (
+    "The request signature we calculated does not match the signature you provided. Check "
+    "your AWS Secret Access Key and signing method. Consult the service documentation for "
+    "details."
+)
+
+# Every key moto's IAM has issued to a user: a deleted one must be refused, not waved through
+# as if it were the stack's own key.
+_issued_keys: set[str] = set()
+_issued_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who signed a request (SigV4 credential scope)."""
+
+    key_id: str
+    region: str
+    service: str
+
+
+class AuthRefused(HTTPException):
+    """An authentication/authorization refusal whose body is already in the protocol's shape."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(description=body)
+        self.code = status
+
+
+def _caller(headers: Any) -> Caller | None:
+    """The access key, region and signing name of a SigV4 Authorization header."""
+    found = CREDENTIAL.search(headers.get("Authorization", "") or "")
+    return Caller(found.group(1), found.group(2), found.group(3)) if found else None
+
+
+def _user_key(key_id: str) -> Any | None:
+    """The IAM user access key (any account, any partition) with this id, if there is one."""
+    for account in list(iam_models.iam_backends.values()):
+        for partition in PARTITION_NAMES:
+            key = account[partition].access_keys.get(key_id)
+            if key is not None and key.user_name:
+                return key
+    return None
+
+
+_original_create_access_key = iam_models.IAMBackend.create_access_key
+
+
+def _create_access_key(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Remember the key, so that a request with it after its deletion is refused."""
+    key = _original_create_access_key(self, *args, **kwargs)
+    with _issued_lock:
+        _issued_keys.add(key.access_key_id)
+    return key
+
+
+@functools.lru_cache(maxsize=64)
+def _protocol(service: str) -> str:
+    """The service's wire protocol (json, rest-json, query, rest-xml, ec2), "" if unknown."""
+    if not service:
+        return ""
+    try:
+        return str(get_service_model(service).metadata.get("protocol", ""))
+    except Exception:  # no botocore model under that name: treat it like an XML service
+        return ""
+
+
+def _iam_action(caller: Caller, operation: str) -> str:
+    service = IAM_PREFIX.get(caller.service, caller.service)
+    return f"{service}:{IAM_ACTION.get((service, operation), operation)}"
+
+
+def _lambda_resource(response: Any, caller: Caller) -> str:
+    """The ARN AWS authorizes a Lambda call on: the function, qualified when the call is."""
+    path = LAMBDA_PATH.match(unquote(response.path))
+    if path is None:
+        return "*"  # ListFunctions, layers, event source mappings: AWS checks "*"
+    kind, name, rest = path.groups()
+    if kind == "tags":
+        return name
+    qualifier = (parse_qs(urlparse(response.uri).query).get("Qualifier") or [None])[0]
+    if name.startswith("arn:"):
+        parts = name.split(":")
+        name, qualifier = parts[6], parts[7] if len(parts) > 7 else qualifier
+    elif ":" in name:
+        name, qualifier = name.split(":", 1)
+    if rest == "aliases":
+        qualifier = None  # alias actions are on the function
+    arn = (
+        f"arn:{response.partition}:lambda:{caller.region}:{response.current_account}"
+        f":function:{name}"
+    )
+    return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def _logs_resource(response: Any, caller: Caller) -> str:
+    """The log group (and stream) ARN AWS names for a CloudWatch Logs call."""
+    try:
+        body = json.loads(response.body or "{}")
+    except ValueError:
+        return "*"
+    if not isinstance(body, dict):
+        return "*"
+    identifier = str(body.get("logGroupIdentifier") or "")
+    if identifier.startswith("arn:"):
+        return identifier.removesuffix(":*")
+    group = body.get("logGroupName") or identifier
+    if not group:
+        return "*"
+    stream = body.get("logStreamName") or ""
+    return (
+        f"arn:{response.partition}:logs:{caller.region}:{response.current_account}"
+        f":log-group:{group}:log-stream:{stream}"
+    )
+
+
+def _resource(response: Any, caller: Caller, given: str) -> str:
+    if caller.service == "lambda":
+        return _lambda_resource(response, caller)
+    if caller.service == "logs":
+        return _logs_resource(response, caller)
+    return given
+
+
+class _SignedBody(IAMRequestBase):
+    """moto signs an empty body as its parsed query, which falls back to the request's headers:
+    every GET by a real key failed the check. The signature is over the raw body, except for a
+    form (query protocol), whose raw body the server has already parsed into the query."""
+
+    def _create_aws_request(self) -> AWSRequest:
+        request = super()._create_aws_request()
+        content_type = str(self._headers.get("Content-Type", ""))
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            request.data = self._body or b""
+        return request
+
+
+class _Request(_SignedBody, IAMRequest):
+    """IAMRequest with the raw body signed."""
+
+
+class _S3Request(_SignedBody, S3IAMRequest):
+    """S3IAMRequest with the raw body signed."""
+
+
+def _decision(request: IAMRequestBase, action: str, resource: str) -> PermissionResult:
+    """moto's evaluation of the caller's identity-based policies: an explicit Deny wins."""
+    result = PermissionResult.NEUTRAL
+    for policy in request._access_key.collect_policies():
+        found = IAMPolicy(policy).is_action_permitted(action, resource)
+        if found == PermissionResult.DENIED:
+            return found
+        if found == PermissionResult.PERMITTED:
+            result = found
+    return result
+
+
+def _json_refusal(
+    response: Any, protocol: str, status: int, code: str, message: str
+) -> AuthRefused:
+    """The refusal as AWS's JSON protocols send it; botocore reads the code from the header
+    (rest-json) or ``__type`` (json)."""
+    body = (
+        {"Type": "User", "Message": message}
+        if protocol == "rest-json"
+        else {"__type": code, "message": message}
+    )
+    response.response_headers["x-amzn-ErrorType"] = code
+    response.response_headers["Content-Type"] = "application/json"
+    return AuthRefused(status, json.dumps(body))
+
+
+def _denied_message(principal: str, action: str, resource: str, explicit: bool) -> str:
+    why = (
+        "with an explicit deny in an identity-based policy"
+        if explicit
+        else f"because no identity-based policy allows the {action} action"
+    )
+    return f"User: {principal} is not authorized to perform: {action} on resource: {resource} {why}"
+
+
+_original_authorize = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+
+def _authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+    """Enforce IAM for requests signed by an IAM user's key; every other key as before."""
+    caller = _caller(self.headers)
+    key = _user_key(caller.key_id) if caller else None
+    with _issued_lock:
+        issued = caller is not None and caller.key_id in _issued_keys
+    if caller is None or (key is None and not issued):
+        return _original_authorize(self, iam_request_cls, resource)
+    protocol = _protocol(self.boto3_service_name)
+    json_protocol = protocol in JSON_PROTOCOLS
+    active = key is not None and key.status == "Active"
+    if not active and json_protocol:
+        raise _json_refusal(self, protocol, 403, "UnrecognizedClientException", INVALID_TOKEN)
+    query = urlparse(self.uri).query
+    action = _iam_action(caller, self._get_action())
+    resource = _resource(self, caller, resource)
+    request_cls = _S3Request if issubclass(iam_request_cls, S3IAMRequest) else _Request
+    # A deleted key makes moto's request class raise the service's own "invalid key" error.
+    request = request_cls(
+        account_id=self.current_account,
+        method=self.method,
+        path=self.raw_path + (f"?{query}" if query else ""),
+        data=self.data,
+        body=self.raw_body,
+        headers=self.headers,
+        action=self._get_action(),
+    )
+    request._action = action
+    if not active:
+        request._raise_invalid_access_key("InvalidId")  # an inactive key, as AWS refuses it
+    if not json_protocol:
+        # Query and XML services: moto's errors already have AWS's shape there.
+        request.check_signature()
+        request.check_action_permitted(resource)
+        return None
+    try:
+        request.check_signature()
+    except (SignatureDoesNotMatchError, AuthFailureError):
+        raise _json_refusal(
+            self, protocol, 403, "InvalidSignatureException", BAD_SIGNATURE
+        ) from None
+    decision = _decision(request, action, resource)
+    principal = request._access_key.arn
+    if decision != PermissionResult.PERMITTED:
+        explicit = decision == PermissionResult.DENIED
+        message = _denied_message(principal, action, resource, explicit)
+        log.info("IAM refused %s", message)
+        raise _json_refusal(self, protocol, 403, "AccessDeniedException", message)
+    try:
+        request.check_action_permitted(resource)  # moto's remaining checks (role trust)
+    except AccessDeniedError:
+        message = _denied_message(principal, action, resource, explicit=False)
+        raise _json_refusal(self, protocol, 403, "AccessDeniedException", message) from None
+    return None
+
+
 def install(rie_path: Path, endpoint: str) -> None:
     """Apply every patch to moto, in this process."""
     BridgeSettings.rie_path = rie_path
@@ -630,6 +927,8 @@ def install(rie_path: Path, endpoint: str) -> None:
     lambda_models.LambdaFunction.update_configuration = _update_configuration
     logs_models.EventMessageFilter = TextFilter
     logs_models.LogsBackend.filter_log_events = _filter_log_events
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = _authorize
+    iam_models.IAMBackend.create_access_key = _create_access_key
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,31 +5,77 @@ The rehearsal stack is just another endpoint_url; nothing here knows it is not A
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
     ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
     PartialCredentialsError,
+    ReadTimeoutError,
 )
 
 from gangway.config import DeployConfig
 from gangway.errors import AwsError
 
+# Requests per API call, the first included (botocore's standard mode: exponential backoff
+# with full jitter, 1 s base for throttling and 50 ms for connection errors, capped at 20 s).
+# Measured through rehearsal/fault_proxy.py: the old "max_attempts": 3 meant 4 requests. Five
+# ride out a throttling burst of ~8 s per call (up to 1+2+4+8 = 15 s of backoff): the Lambda
+# control plane rate-limits per account and region and a deploy calls it from up to 8 threads
+# at once, so one burst hits several calls. A refused connection still fails in < 1 s, and the
+# step retries of tasks/steps.py add a second, coarser layer for throttling only.
+MAX_ATTEMPTS = 5
 BOTO = BotoConfig(
     connect_timeout=5,
     read_timeout=60,
-    retries={"mode": "standard", "max_attempts": 3},
+    retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+)
+# The endpoint never answered: refused, timed out, or the connection dropped mid-request.
+NO_ANSWER = (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError)
+# The error codes botocore's standard mode treats as throttling (botocore/retries/standard.py).
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+        "BandwidthLimitExceeded",
+        "ProvisionedThroughputExceededException",
+    }
 )
 
 
-_clients: dict[tuple[str, str, str | None, int | None, str | None], Any] = {}
+_clients: dict[tuple[str, str, str | None, int | None, str], Any] = {}
 _clients_lock = threading.Lock()
+
+CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+)
+
+
+def _credentials_fingerprint() -> str:
+    """Which credentials the environment names now: a hash, so no secret is kept as a key."""
+    # A new key or secret (a rotation, a test switching identity) must give a new client:
+    # a session reads the environment only when it is created.
+    text = "\0".join(os.environ.get(name, "") for name in CREDENTIAL_VARIABLES)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def client(config: DeployConfig, service: str, *, read_timeout: int | None = None) -> Any:
@@ -39,7 +85,7 @@ def client(config: DeployConfig, service: str, *, read_timeout: int | None = Non
     per service, endpoint and credentials serves every step and thread of a process.
     """
     aws = config.environment.aws
-    key = (service, aws.region, aws.endpoint_url, read_timeout, os.environ.get("AWS_ACCESS_KEY_ID"))
+    key = (service, aws.region, aws.endpoint_url, read_timeout, _credentials_fingerprint())
     with _clients_lock:
         if key not in _clients:
             boto = (
@@ -58,6 +104,90 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
+ACCESS_DENIED = ("AccessDeniedException", "AccessDenied", "403")
+BAD_CREDENTIALS = (
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "InvalidClientTokenId",
+)
+# How IAM words a refusal, for every service: "User: <principal> is not authorized to perform:
+# <action> [on resource: <arn>] [because no identity-based policy allows the <action> action |
+# with an explicit deny in a <kind of> policy[: <policy arn>]]".
+DENIED_MESSAGE = re.compile(
+    r"User: (?P<principal>\S+) is not authorized to perform: (?P<action>[\w-]+:[\w*-]+)"
+    r"(?: on resource: (?P<resource>\S+))?(?P<why>.*)",
+    re.DOTALL,
+)
+EXPLICIT_DENY = re.compile(r"explicit deny in (?:an? )?(?P<where>[\w -]+?policy)")
+ASSUMED_ROLE = re.compile(r"^arn:(?P<p>[\w-]+):sts::(?P<account>\d+):assumed-role/(?P<role>[^/]+)/")
+
+
+def _grantee(principal: str) -> str:
+    """Whom to grant to: an assumed-role session's permissions are its role's."""
+    session = ASSUMED_ROLE.match(principal)
+    if session:
+        return f"arn:{session['p']}:iam::{session['account']}:role/{session['role']}"
+    return principal
+
+
+def _access_denied(
+    action: str, resource: str, code: str, message: str, status: object
+) -> AwsError:
+    """AccessDenied naming the missing permission, the resource and the principal, when AWS's
+    message says them (it does for IAM-evaluated refusals), and what to grant to whom."""
+    found = f"{code} (HTTP {status}): {message}"[:500]
+    denied = DENIED_MESSAGE.search(message)
+    if denied is None:
+        return AwsError(
+            f"{action} on {resource} failed: {code}",
+            expected=f"the deploying identity allowed {action} on {resource}",
+            found=found,
+            remedy=f"grant {action} on {resource} to the deploying identity",
+        )
+    principal, permission = denied["principal"], denied["action"]
+    target = (denied["resource"] or resource).rstrip(".,;")
+    grantee = _grantee(principal)
+    remedy = f"grant {permission} on {target} to {grantee}"
+    explicit = EXPLICIT_DENY.search(denied["why"] or "")
+    if explicit:
+        # A Deny wins over every Allow: granting alone would change nothing.
+        remedy += (
+            f"; first remove the explicit Deny of {permission} in the {explicit['where']} "
+            "that applies to it (a Deny overrides any Allow)"
+        )
+    lacks = f"{principal} lacks {permission} on {target} ({code})"
+    return AwsError(
+        # The call named only when it is not the permission AWS checked (e.g. iam:PassRole).
+        lacks if permission == action else f"{action} on {resource} failed: {lacks}",
+        expected=f"{principal} allowed {permission} on {target}",
+        found=found,
+        remedy=remedy,
+    )
+
+
+def _endpoint(exc: Exception) -> str:
+    """scheme://host[:port] of the URL a botocore connection error names (never a path)."""
+    url = str(getattr(exc, "kwargs", {}).get("endpoint_url", ""))
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else (url or "the AWS endpoint")
+
+
+def _throttled(exc: ClientError, action: str, resource: str) -> AwsError:
+    """Throttled on every attempt: say how many, and that waiting is the remedy."""
+    error = exc.response.get("Error", {})
+    meta = exc.response.get("ResponseMetadata", {})
+    attempts = int(meta.get("RetryAttempts", 0)) + 1
+    code = str(error.get("Code", "")) or f"HTTP {meta.get('HTTPStatusCode')}"
+    return AwsError(
+        f"{action} on {resource} was throttled by AWS after {attempts} attempts",
+        expected=f"{action} accepted within {MAX_ATTEMPTS} attempts (exponential backoff)",
+        found=f"{code} (HTTP {meta.get('HTTPStatusCode')}): {error.get('Message', '')}"[:500],
+        remedy="AWS is rate-limiting this account and region: wait a minute and re-run the "
+        "deploy; if it recurs, spread concurrent deploys out or ask AWS for a higher API rate",
+    )
+
+
 def aws_error(exc: Exception, action: str, resource: str) -> AwsError:
     """Translate a botocore failure into an AwsError naming the action, resource and remedy."""
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
@@ -67,20 +197,33 @@ def aws_error(exc: Exception, action: str, resource: str) -> AwsError:
             found=str(exc),
             remedy="export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
         )
-    if isinstance(exc, EndpointConnectionError):
+    if isinstance(exc, NO_ANSWER):
+        endpoint = _endpoint(exc)
         return AwsError(
-            f"the AWS endpoint did not answer {action}",
-            expected="a reachable endpoint",
-            found=str(exc),
-            remedy="check network access (on the rehearsal stack: `make stack`)",
+            f"the AWS endpoint {endpoint} did not answer {action} on {resource}",
+            expected=f"{endpoint} to accept the connection and answer",
+            found=f"{type(exc).__name__}: {exc}"[:500],
+            remedy=f"check network access to {endpoint} (DNS, VPN, proxy, security groups), "
+            "then re-run the deploy; on the rehearsal stack: `gangway stack status`",
         )
+    if isinstance(exc, ClientError) and (
+        error_code(exc) in THROTTLING_CODES
+        or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429
+    ):
+        return _throttled(exc, action, resource)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
         message = str(error.get("Message", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("AccessDeniedException", "AccessDenied", "403") or status == 403:
-            remedy = f"grant {action} on {resource} to the deploying identity"
+        if code in ACCESS_DENIED or (status == 403 and code not in BAD_CREDENTIALS):
+            return _access_denied(action, resource, code, message, status)
+        if code in BAD_CREDENTIALS:
+            remedy = (
+                "the access key is unknown, inactive or expired, or its secret does not "
+                "match: check or refresh AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the "
+                "profile) of the deploying identity"
+            )
         elif code.endswith("NotFoundException") or code == "NoSuchEntity" or status == 404:
             remedy = f"create {resource} first (infrastructure is not gangway's to create)"
         elif code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId"):

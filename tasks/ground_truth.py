@@ -3,6 +3,9 @@
 The silent-data-loss incident returned success and a ``pdf_s3_key`` while the INSERT dropped
 the column; only the table showed it. So the row a smoke case promises is read back with
 bound parameters and checked column by column, and the object is checked with head_object.
+A column the data contract declares ``json`` must hold one JSON document: a double-encoded
+string or a Python repr reads back fine through code that makes the same mistake twice, and
+is wrong for every other reader.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from gangway.evidence import Check, GateResult, Strength
 from gangway.redact import scrub
 from tasks import schema
 from tasks.aws import aws_error, client
-from tasks.smoke import MISSING, lookup, response_fields, substitute
+from tasks.smoke import MISSING, double_encoded, loads, lookup, response_fields, substitute
 
 SHOW = 120
 FIELD_PREFIX = "$."
@@ -115,6 +118,7 @@ def row_checks(
             )
         ]
     wanted = list(dict.fromkeys([*match, *truth.not_null, *equals, *contains]))
+    documents = _json_columns(config, truth.table)
     try:
         live = schema.columns(config, truth.table)
     except GangwayError as exc:
@@ -131,6 +135,8 @@ def row_checks(
                 remedy="apply the migrations before the code (migration before code)",
             )
         ]
+    # Every json column of the contract is read back too, named by the case or not.
+    wanted += [c for c in documents if c in live and c not in wanted]
     absent = [c for c in wanted if c not in live]
     checks = [
         Check(
@@ -162,6 +168,57 @@ def row_checks(
     )
     if row is not None:
         checks.extend(_column_checks(truth, row, equals, contains, absent))
+        checks.extend(_json_checks(truth.table, row, [c for c in documents if c in row]))
+    return checks
+
+
+def _json_columns(config: DeployConfig, table: str) -> list[str]:
+    """The columns of table the data contract ([[tables]]) declares as json."""
+    return [
+        name
+        for contract in config.tables
+        if contract.name == table
+        for name, spec in contract.columns.items()
+        if spec.type == "json"
+    ]
+
+
+def json_problem(value: Any) -> str:
+    """What is wrong with a stored JSON document, or "" when it is one (NULL is not_null's)."""
+    if value is None:
+        return ""
+    text = _text(value)
+    try:
+        document = loads(text)
+    except ValueError as exc:
+        # A dict interpolated as text is a Python repr: single quotes, True/None.
+        repr_like = text.lstrip()[:2] in ("{'", "['") or "': " in text[:SHOW]
+        hint = " (a Python repr, not JSON)" if repr_like else ""
+        return f"not JSON{hint} ({exc}): {_show(text)}"
+    if isinstance(document, str):
+        inner = double_encoded(document)
+        if inner:
+            return f"a JSON string holding JSON {inner} (double-encoded): {_show(text)}"
+    return ""
+
+
+def _json_checks(table: str, row: Mapping[str, Any], columns: list[str]) -> list[Check]:
+    checks = []
+    for column in columns:
+        problem = json_problem(row[column])
+        checks.append(
+            Check(
+                name=f"{table}.{column}",
+                ok=not problem,
+                expected=f"{column} holds one JSON document (the data contract says json)",
+                found=problem or "a JSON document",
+                remedy=""
+                if not problem
+                else f"store json.dumps(document) exactly once; a reader that decodes "
+                f"{column} twice (or eval()s it) hides the bug from the app but not from "
+                "SQL JSON functions or other services",
+            )
+        )
     return checks
 
 

@@ -98,6 +98,8 @@ def run_probe(
 
 def evaluate(report: dict[str, Any], config: DeployConfig, image_arch: str) -> list[Check]:
     """Turn the probe's report into checks against what each function declares."""
+    declared_python = config.service.build.python
+    python_ok = report["python"].startswith(declared_python + ".")
     checks = [
         Check(
             name="working directory",
@@ -108,8 +110,8 @@ def evaluate(report: dict[str, Any], config: DeployConfig, image_arch: str) -> l
         ),
         Check(
             name="python version",
-            ok=report["python"].startswith(config.service.build.python + "."),
-            expected=f"Python {config.service.build.python}",
+            ok=python_ok,
+            expected=f"Python {declared_python}",
             found=f"Python {report['python']}",
             remedy="use the base image of the declared runtime or fix service.build.python",
         ),
@@ -117,25 +119,40 @@ def evaluate(report: dict[str, Any], config: DeployConfig, image_arch: str) -> l
     machine = MACHINE.get(report["machine"], report["machine"])
     for key, fn in config.functions.items():
         outcome = report["functions"][key]
+        wanted = fn.spec.architecture
+        arch_ok = machine == wanted and MACHINE.get(image_arch) == wanted
+        # Dependencies are vendored for the DECLARED runtime: when the image runs another
+        # Python or CPU, their compiled modules fail to import, and every handler import fails
+        # with an error that points at a dependency, not at the real cause.
+        mismatch = [
+            *([] if python_ok else [f"Python {report['python']} vs declared {declared_python}"]),
+            *([] if arch_ok else [f"image {machine} vs declared {wanted}"]),
+        ]
         checks.append(
             Check(
                 name=f"architecture {key}",
-                ok=machine == fn.spec.architecture
-                and MACHINE.get(image_arch) == fn.spec.architecture,
+                ok=arch_ok,
                 expected=fn.spec.architecture,
                 found=f"runtime machine {report['machine']}, image architecture {image_arch}",
                 remedy="build for the function's architecture or change functions."
                 f"{key}.architecture",
             )
         )
-        checks.append(_import_check(key, fn, outcome["with_env"]))
+        checks.append(_import_check(key, fn, outcome["with_env"], "; ".join(mismatch)))
         # Only meaningful once the handler imports; a missing module already failed above.
         if fn.spec.required_env and outcome["with_env"]["imported"]:
             checks.append(_startup_check(key, fn, outcome["without_env"]))
     return checks
 
 
-def _import_check(key: str, fn: ResolvedFunction, outcome: dict[str, Any]) -> Check:
+def _import_check(
+    key: str, fn: ResolvedFunction, outcome: dict[str, Any], runtime_mismatch: str = ""
+) -> Check:
+    """The handler imports; on failure the remedy names the likeliest cause.
+
+    runtime_mismatch: why the image cannot load dependencies vendored for the declared
+    runtime (another Python or CPU), or "" when it matches.
+    """
     name = f"import {key} ({fn.spec.handler})"
     expected = f"module {fn.spec.module} imports and defines callable {fn.spec.attribute}"
     if outcome["imported"] and outcome["callable"]:
@@ -152,6 +169,11 @@ def _import_check(key: str, fn: ResolvedFunction, outcome: dict[str, Any]) -> Ch
     error = f"{outcome['error_type']}: {outcome['error']}"
     if outcome["error_type"] == "ModuleNotFoundError" and fn.spec.module.split(".")[0] in error:
         remedy = f"COPY the module {fn.spec.module} into the image's task root (Dockerfile)"
+    elif runtime_mismatch and outcome["error_type"] in ("ImportError", "ModuleNotFoundError"):
+        remedy = (
+            f"fix the runtime mismatch first ({runtime_mismatch}): the dependencies were "
+            "vendored for the declared runtime, so their compiled modules cannot load here"
+        )
     elif "environment" in outcome["error"].lower() or "missing" in outcome["error"].lower():
         remedy = f"set the missing variables in the function's environment (functions.{key}.env)"
     else:

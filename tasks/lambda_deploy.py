@@ -9,19 +9,24 @@ secrets: they stay in ``SecretStr`` and only their names ever reach a message.
 
 from __future__ import annotations
 
+import json
 import math
+import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, WaiterError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from gangway.config import DeployConfig, ResolvedFunction
 from gangway.errors import AwsError
 from gangway.evidence import Check, GateResult, Strength
-from tasks.aws import aws_error, client, error_code
+from tasks.aws import BOTO, THROTTLING_CODES, aws_error, client, error_code
 
 LATEST = "$LATEST"
 NOT_FOUND = "ResourceNotFoundException"
@@ -33,6 +38,18 @@ DEFAULT_WAIT_S = 180.0
 REUSE_SCAN_LIMIT = 25
 WEIGHT_TOLERANCE = 1e-6
 INFRA = "gangway deploys code, not infrastructure"
+# A rollback retries an AWS that does not answer for this long (environment.deploy can
+# override it). 60 s rides out what is transient in practice — a reset connection, an
+# endpoint or DNS failover, a throttling burst — while the new version still takes traffic;
+# beyond that the outage is not transient, a human must know now (rollback FAILED), and the
+# restore step's 120 s timeout still leaves room for the last attempt.
+RESTORE_WINDOW_S = 60.0
+RESTORE_BACKOFF_BASE_S = 0.5
+RESTORE_BACKOFF_CAP_S = 5.0
+# Short on purpose: UpdateAlias/GetAlias answer in milliseconds; a hung call must not eat
+# the window. Each attempt is one request (restore_client).
+RESTORE_CONNECT_TIMEOUT_S = 3
+RESTORE_READ_TIMEOUT_S = 10
 
 
 class AliasState(BaseModel):
@@ -677,11 +694,110 @@ def set_canary(
     return _update_alias(client(config, "lambda"), config, name, stable_version, weights)
 
 
-def restore_alias(config: DeployConfig, name: str, previous: AliasState) -> AliasState:
-    """Put the alias back where previous says, then prove it by reading it back."""
-    lam = client(config, "lambda")
-    _update_alias(lam, config, name, previous.version, previous.weights)
-    now = _get_alias(lam, config.environment.alias, name)
+def restore_client(config: DeployConfig) -> Any:
+    """A Lambda client for rollbacks: one request per call, short timeouts.
+
+    restore_alias is the retry loop, so that its window bounds the whole restore: botocore's
+    own retries would multiply it and draw on the retry quota of the client the failing
+    deploy already drained.
+    """
+    aws = config.environment.aws
+    boto = BOTO.merge(
+        BotoConfig(
+            connect_timeout=RESTORE_CONNECT_TIMEOUT_S,
+            read_timeout=RESTORE_READ_TIMEOUT_S,
+            retries={"mode": "standard", "total_max_attempts": 1},
+        )
+    )
+    return boto3.session.Session().client(
+        "lambda", region_name=aws.region, endpoint_url=aws.endpoint_url, config=boto
+    )
+
+
+def restore_window_s(config: DeployConfig) -> float:
+    """How long a rollback keeps retrying an AWS that does not answer."""
+    # environment.deploy.restore_window_s when the configuration declares it.
+    return float(getattr(config.environment.deploy, "restore_window_s", RESTORE_WINDOW_S))
+
+
+def retryable(exc: BaseException | None) -> bool:
+    """Whether a failed AWS call may succeed if simply repeated: no answer, throttled, 5xx."""
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        return True  # refused, timed out, reset mid-request
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return error_code(exc) in THROTTLING_CODES or status == 429 or status >= 500
+    return False
+
+
+def _restore_failed(
+    config: DeployConfig,
+    name: str,
+    previous: AliasState,
+    last: AwsError,
+    attempts: int,
+    window_s: float,
+) -> AwsError:
+    alias = previous.name or config.environment.alias
+    command = (
+        f"aws lambda update-alias --function-name {name} --name {alias} "
+        f"--function-version {previous.version}"
+    )
+    if previous.weights:
+        routing = json.dumps({"AdditionalVersionWeights": previous.weights})
+        command += f" --routing-config '{routing}'"
+    return AwsError(
+        f"rollback of {name}:{alias} FAILED: AWS did not accept it within "
+        f"{window_s:.0f} s ({attempts} attempts)",
+        expected=f"{previous.describe()}, read back",
+        found=f"last attempt: {last.message}",
+        remedy=f"the alias may still route traffic to the new version: once AWS answers, "
+        f"`{command}`; the next deploy of this environment also restores it first",
+    )
+
+
+def restore_alias(
+    config: DeployConfig,
+    name: str,
+    previous: AliasState,
+    *,
+    lam: Any | None = None,
+    window_s: float | None = None,
+    on_retry: Callable[[str], None] | None = None,
+) -> AliasState:
+    """Put the alias back where previous says, then prove it by reading it back.
+
+    A rollback runs exactly when something is wrong, possibly with AWS itself: while AWS does
+    not answer, throttles or fails with a 5xx, the whole update-and-read-back is retried with
+    jittered exponential backoff for window_s (default: restore_window_s(config)). Any other
+    failure (denied, not found, another deploy moved the alias) is final at once. Pass
+    lam=restore_client(config) so that the window, not botocore's retries, bounds the restore.
+    """
+    lam = lam or client(config, "lambda")
+    window = restore_window_s(config) if window_s is None else window_s
+    deadline = time.monotonic() + window
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            _update_alias(lam, config, name, previous.version, previous.weights)
+            now = _get_alias(lam, config.environment.alias, name)
+            break
+        except AwsError as exc:
+            remaining = deadline - time.monotonic()
+            if not retryable(exc.__cause__):
+                raise
+            if remaining <= 0:
+                raise _restore_failed(config, name, previous, exc, attempt, window) from exc
+            ceiling = min(RESTORE_BACKOFF_CAP_S, RESTORE_BACKOFF_BASE_S * 2 ** (attempt - 1))
+            # Equal jitter: parallel restores of several functions do not retry in lockstep.
+            delay = min(remaining, ceiling / 2 + random.uniform(0, ceiling / 2))
+            if on_retry is not None:
+                on_retry(
+                    f"restore of {name}:{previous.name}, attempt {attempt}: {exc.message}; "
+                    f"retrying in {delay:.1f} s ({remaining:.0f} s of the window left)"
+                )
+            time.sleep(delay)
     if not now.routes_like(previous):
         raise AwsError(
             f"rollback of {name}:{previous.name} is not proven",

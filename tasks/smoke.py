@@ -107,6 +107,23 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(
+        f"{constant} is not JSON (Python's encoder writes it for a float nan or inf; JSON "
+        "parsers outside Python refuse it)"
+    )
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON strictly: as RFC 8259 and every non-Python consumer do.
+
+    Python's json accepts NaN, Infinity and -Infinity, and the Lambda Python runtime's encoder
+    writes them (allow_nan) for a float nan/inf in the handler's answer: a payload that only
+    Python can read must not pass as JSON.
+    """
+    return json.loads(text, parse_constant=_not_json)
+
+
 def is_proxy_response(document: Any) -> bool:
     """Whether document is an API Gateway proxy-integration response (has ``statusCode``)."""
     return isinstance(document, Mapping) and "statusCode" in document
@@ -130,11 +147,13 @@ def _decode_body(document: Mapping[str, Any]) -> tuple[Any, str]:
     if not body.strip():
         return MISSING, "an empty body"
     try:
-        parsed = json.loads(body)
+        parsed = loads(body)
     except ValueError as exc:
         return MISSING, f"not JSON ({exc}): {_snippet(body)}"
     if isinstance(parsed, str):
-        return MISSING, f"a JSON string of a string (double-encoded): {_snippet(body)}"
+        if double_encoded(parsed):
+            return MISSING, f"a JSON string of a string (double-encoded): {_snippet(body)}"
+        return MISSING, f"a JSON string, not an object: {_snippet(body)}"
     if not isinstance(parsed, dict):
         return MISSING, f"a JSON {_kind(parsed)}, not an object: {_snippet(body)}"
     return parsed, ""
@@ -164,17 +183,18 @@ def parse_payload(payload_bytes: bytes | None) -> tuple[Any, Check]:
         )
     text = raw.decode("utf-8", errors="replace")
     try:
-        document = json.loads(text)
+        document = loads(text)
     except ValueError as exc:
         return MISSING, Check(
             name=name,
             ok=False,
             expected=expected,
             found=f"not JSON ({exc}): {_snippet(text)}",
-            remedy="return a JSON-serialisable dict from the handler",
+            remedy="return a JSON-serialisable dict from the handler (a float nan or inf has no "
+            "JSON form: send null)",
         )
     if isinstance(document, str):
-        inner = _double_encoded(document)
+        inner = double_encoded(document)
         return MISSING, Check(
             name=name,
             ok=False,
@@ -196,10 +216,10 @@ def parse_payload(payload_bytes: bytes | None) -> tuple[Any, Check]:
     return document, Check(name=name, ok=True, expected=expected, found=f"{len(document)} fields")
 
 
-def _double_encoded(text: str) -> str:
-    """'an object' / 'an array' when text is itself JSON of that kind, else ''."""
+def double_encoded(text: str) -> str:
+    """'of an object' / 'of an array'… when text is itself JSON of that kind, else ''."""
     try:
-        inner = json.loads(text)
+        inner = loads(text)
     except ValueError:
         return ""
     if isinstance(inner, dict):
@@ -213,7 +233,7 @@ def _timeout_answer(payload_bytes: bytes | None) -> bool:
     if TIMED_OUT not in text:
         return False
     try:
-        return not isinstance(json.loads(text), dict)
+        return not isinstance(loads(text), dict)
     except ValueError:
         return True
 
@@ -231,7 +251,7 @@ def _status_check(status: int | None) -> Check:
 def _function_error_check(case: SmokeCase, function_error: str, payload_bytes: bytes) -> Check:
     document = None
     try:
-        document = json.loads(payload_bytes or b"null")
+        document = loads(payload_bytes or b"null")
     except ValueError:
         pass
     if not isinstance(document, dict):
@@ -270,12 +290,29 @@ def _function_error_check(case: SmokeCase, function_error: str, payload_bytes: b
         ok=False,
         expected="no FunctionError",
         found=found,
-        remedy=_error_remedy(error_type),
+        remedy=_error_remedy(error_type, str(message or "")),
         evidence={"stackTrace": [_snippet(s) for s in (document.get("stackTrace") or [])[-3:]]},
     )
 
 
-def _error_remedy(error_type: str) -> str:
+# The DB-API exception classes a MySQL driver raises when the server refuses a row (a NULL in
+# a NOT NULL column, a value too long, a failed CHECK such as MariaDB's json_valid).
+DB_REFUSED = {"IntegrityError", "DataError"}
+# PyMySQL's refusal of a parameter type it cannot quote (a dict, a list): nothing was sent.
+DRIVER_REFUSED = "can not be used as parameter"
+
+
+def _error_remedy(error_type: str, message: str = "") -> str:
+    if error_type in DB_REFUSED:
+        return (
+            "the database refused the row the handler wrote: make the code write what the data "
+            "contract ([[tables]] in service.toml) and the live columns say (types, NOT NULL)"
+        )
+    if DRIVER_REFUSED in message:
+        return (
+            "the database driver refused a parameter: serialise it first (json.dumps for a "
+            "json column) and keep the data contract's types"
+        )
     if error_type == "Runtime.ImportModuleError":
         return "the handler's module is not importable in the image: check the Dockerfile COPY"
     if error_type == "Runtime.HandlerNotFound":
@@ -515,7 +552,7 @@ def _outcome(
     if response.get("LogResult"):
         tail = base64.b64decode(response["LogResult"]).decode("utf-8", errors="replace")
     try:
-        parsed = json.loads(payload_bytes) if payload_bytes else None
+        parsed = loads(payload_bytes) if payload_bytes else None
     except ValueError:
         parsed = None
     result = GateResult(

@@ -6,9 +6,13 @@ open their own clients so that their inputs stay plain data.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
 
 from gangway.config import DeployConfig, SmokeCase
 from gangway.errors import GangwayError
@@ -17,6 +21,7 @@ from tasks import columns, ground_truth, lambda_deploy, logs_scan, migrations, s
 from tasks.docker_engine import docker_client
 from tasks.image_build import BuiltImage, build_image
 from tasks.image_gate import image_gate
+from tasks.promotion import pull_image
 from tasks.registry import PushedImage, push_image
 from tasks.source import SourceRevision
 from tasks.step import step
@@ -29,6 +34,12 @@ V = TypeVar("V")
 def build(config: DeployConfig, revision: SourceRevision) -> BuiltImage:
     """Build the service image for revision, labelled with its commit SHA."""
     return build_image(docker_client(), config, revision)
+
+
+@step("pull image", timeout_s=900, retries=3)
+def pull(pushed: PushedImage, revision: SourceRevision) -> BuiltImage:
+    """Pull a validated image by digest (promotion: no rebuild)."""
+    return pull_image(docker_client(), pushed, revision)
 
 
 @step("in-image import gate", timeout_s=300)
@@ -120,15 +131,35 @@ def set_canaries(
     )
 
 
+def _step_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The task run's logger (shown with the run), or a module logger outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+# Each restore retries AWS itself for a bounded window (lambda_deploy.restore_window_s, 60 s
+# by default); the timeout leaves room for its last attempt.
 @step("restore aliases", timeout_s=120, retries=3)
 def restore_aliases(
-    config: DeployConfig, previous: dict[str, lambda_deploy.AliasState]
+    config: DeployConfig,
+    previous: dict[str, lambda_deploy.AliasState],
+    window_s: float | None = None,
 ) -> dict[str, lambda_deploy.AliasState | str]:
-    """Put every moved alias back where it was and read it back; failures are per function."""
+    """Put every moved alias back where it was and read it back; failures are per function.
+
+    While AWS does not answer (or throttles), each restore keeps retrying with backoff for
+    window_s (default: the environment's restore window), logging every retry.
+    """
+    log = _step_logger()
+    lam = lambda_deploy.restore_client(config)
 
     def restore(name: str) -> lambda_deploy.AliasState | str:
         try:
-            return lambda_deploy.restore_alias(config, name, previous[name])
+            return lambda_deploy.restore_alias(
+                config, name, previous[name], lam=lam, window_s=window_s, on_retry=log.warning
+            )
         except GangwayError as exc:  # every alias gets its try; the caller reports each
             return exc.render()
 

@@ -35,6 +35,7 @@ from rehearsal import fault_matrix
 from rehearsal.fault_matrix import FaultRow
 from tasks import lambda_deploy, schema
 from tasks.ledger import DeployRecord, Ledger, Outcome
+from tasks.source import source_revision
 
 FAULTS_ENV = os.environ.get("GANGWAY_FAULTS_ENV", "dev")
 TRACEBACK = "Traceback (most recent call last)"
@@ -428,6 +429,22 @@ def healthy(matrix_started: float) -> DeployRecord:
     return record
 
 
+@pytest.fixture(scope="session")
+def validated_head(healthy: DeployRecord) -> DeployRecord:
+    """A succeeded deploy of HEAD from a clean checkout: an image promotion can name."""
+    head = source_revision(REPO_ROOT, []).sha
+    found = [
+        r
+        for r in Ledger().by_sha(head)
+        if r.outcome is Outcome.SUCCEEDED and r.image_digest and not r.dirty
+    ]
+    if found:
+        return found[0]
+    record = deploy(env=FAULTS_ENV, sha=head)
+    assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED, record
+    return record
+
+
 @pytest.fixture
 def fault(
     request: pytest.FixtureRequest, healthy: DeployRecord, capfd: pytest.CaptureFixture[str]
@@ -491,6 +508,24 @@ def append_python(module: str, code: str) -> str:
     """A Dockerfile step appending code to a handler module inside the image."""
     encoded = base64.b64encode(textwrap.dedent(code).encode()).decode()
     return f"RUN echo {encoded} | base64 -d >> ${{LAMBDA_TASK_ROOT}}/app/{module}.py"
+
+
+def replace_text(module: str, old: str, new: str) -> str:
+    """A Dockerfile step replacing ``old`` by ``new`` in a handler module inside the image.
+
+    The step fails the build unless ``old`` occurs exactly once: a sabotage that silently did
+    not apply would let the row pass against the unchanged reference image.
+    """
+    script = (
+        "import pathlib\n"
+        f"p = pathlib.Path('/var/task/app/{module}.py')\n"
+        f"old, new = {old!r}, {new!r}\n"
+        "t = p.read_text()\n"
+        "assert t.count(old) == 1, ('variant: not exactly one occurrence', old, str(p))\n"
+        "p.write_text(t.replace(old, new))\n"
+    )
+    encoded = base64.b64encode(script.encode()).decode()
+    return f"RUN echo {encoded} | base64 -d | python3"
 
 
 @pytest.fixture

@@ -8,12 +8,18 @@ and aliases unchanged.
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gangway.config import REPO_ROOT
+from rehearsal import system
 from tasks import schema
+from tasks.ledger import DeployRecord
 
 from .conftest import FAULTS_ENV, FaultRun
 
@@ -98,3 +104,49 @@ def test_injection_in_identifiers_is_refused_before_any_sql(
     assert attempt.exit_code == EXIT_BAD_INPUT, attempt.output[-2000:]
     fault.refused(attempt, says=("not a plain SQL identifier", "refused before any SQL runs"))
     assert schema.columns(fault.config, "precomputed_reports") == columns_before, what
+
+
+@pytest.fixture
+def empty_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A second, real registry that holds nothing (as a target environment's might)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("GANGWAY_REGISTRY_PORT", str(port))
+    config = system.registry_config(home=tmp_path)
+    binary = shutil.which("docker-registry")
+    assert binary, "docker-registry is part of the rehearsal stack"
+    process = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not system.registry_ready(port):
+            assert time.monotonic() < deadline and process.poll() is None, "registry did not start"
+            time.sleep(0.1)
+        monkeypatch.delenv("GANGWAY_REGISTRY_PORT")
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.fault("promoted digest missing from the target registry", group="input")
+def test_promoting_a_digest_the_registry_does_not_hold_is_refused(
+    fault: FaultRun, validated_head: DeployRecord, empty_registry: str
+) -> None:
+    attempt = fault.cli(
+        "deploy",
+        "--env",
+        FAULTS_ENV,
+        "--sha",
+        validated_head.commit_sha,
+        "--promote",
+        env={"GANGWAY_ENVIRONMENT__REGISTRY": empty_registry},
+    )
+    assert attempt.exit_code == EXIT_BAD_INPUT, attempt.output[-2000:]
+    fault.refused(
+        attempt,
+        boundary="registry",
+        says=(str(validated_head.image_digest), empty_registry, "without --promote"),
+    )

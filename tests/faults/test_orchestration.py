@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from uuid import UUID
 
 import pytest
+from prefect.client.orchestration import get_client
 
 from gangway.config import REPO_ROOT, DeployConfig
 from tasks.aws import client
@@ -95,6 +97,10 @@ def test_killed_at_a_step_boundary_then_rerun_converges(
         f"{len(moved)} moved aliases restored by recovery",
     )
     assert closed.outcome is Outcome.INTERRUPTED
+    assert closed.flow_run_id and f"flow run {closed.flow_run_id} marked Crashed" in closed.notes
+    with get_client(sync_client=True) as prefect:
+        state = prefect.read_flow_run(UUID(closed.flow_run_id)).state
+    assert state is not None and state.name == "Crashed", state
     if moved:
         assert closed.rollback and closed.rollback["by"] == "recovery"
         assert all(closed.functions[k].restore_verified for k in moved), closed.rollback
