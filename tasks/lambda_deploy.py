@@ -477,6 +477,8 @@ def _settle(
             )
         except WaiterError:
             pass  # the reads below say why, with Lambda's own reason
+        except (ClientError, BotoCoreError) as exc:  # e.g. the endpoint stopped answering
+            raise aws_error(exc, f"lambda waiter {waiter}", f"{name}:{qualifier}") from exc
         # Our own reads are the verdict: the waiter knows no reason and passes early on
         # endpoints that report no update state at all.
         conf = _configuration(lam, name, qualifier)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import re
 import time
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from gangway.config import DeployConfig, SmokeCase
 from gangway.evidence import Check, GateResult, Status, Strength
 from gangway.redact import scrub
-from tasks.aws import BOTO, aws_error
+from tasks.aws import BOTO, aws_error, error_code
 
 PLACEHOLDER = "{correlation_id}"
 SNIPPET = 200
@@ -432,6 +433,8 @@ def validate_response(
 
 
 # ---------------------------------------------------------------- the AWS boundary
+THROTTLED = ("TooManyRequestsException", "ThrottlingException")
+THROTTLE_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)
 
 
 def _invoke_client(config: DeployConfig) -> Any:
@@ -448,6 +451,29 @@ def _invoke_client(config: DeployConfig) -> Any:
     return boto3.session.Session().client(
         "lambda", region_name=aws.region, endpoint_url=aws.endpoint_url, config=boto
     )
+
+
+def _invoke(config: DeployConfig, name: str, qualifier: str, event: bytes) -> dict[str, Any]:
+    """One invoke; a throttled one is tried again, since a throttled invoke never ran."""
+    lam = _invoke_client(config)
+    for attempt in range(len(THROTTLE_BACKOFF_S) + 1):
+        try:
+            return dict(
+                lam.invoke(
+                    FunctionName=name,
+                    Qualifier=qualifier,
+                    InvocationType="RequestResponse",
+                    LogType="Tail",
+                    Payload=event,
+                )
+            )
+        except ClientError as exc:
+            if error_code(exc) not in THROTTLED or attempt == len(THROTTLE_BACKOFF_S):
+                raise
+            # Lambda refuses before running the handler (429), so a retry cannot run it
+            # twice; a healthy version must not be rolled back for a burst of throttles.
+            time.sleep(THROTTLE_BACKOFF_S[attempt] * random.uniform(0.5, 1.0))
+    raise AssertionError("unreachable")
 
 
 def _request_id(tail: str, response: Mapping[str, Any]) -> str | None:
@@ -503,13 +529,7 @@ def smoke_invoke(
     payload_bytes = b""
     checks: list[Check]
     try:
-        response = _invoke_client(config).invoke(
-            FunctionName=fn.name,
-            Qualifier=qualifier,
-            InvocationType="RequestResponse",
-            LogType="Tail",
-            Payload=json.dumps(event).encode(),
-        )
+        response = _invoke(config, fn.name, qualifier, json.dumps(event).encode())
         payload_bytes = response["Payload"].read()
     except ReadTimeoutError:
         checks = _failed_invoke(

@@ -77,6 +77,13 @@ def test_non_json_payload() -> None:
     assert "Internal Server Error" in problems["payload is a JSON object"]
 
 
+@pytest.mark.parametrize("raw", [b"NaN", b'{"price": Infinity}', b'[-Infinity]'])
+def test_nan_and_infinity_are_not_json(raw: bytes) -> None:
+    # Python's json reads them and the Lambda Python runtime writes them; nothing else reads.
+    problems = failed(run(PLAIN, raw))
+    assert problems["payload is a JSON object"].startswith("not JSON (")
+
+
 @pytest.mark.parametrize("raw", [b"", b"   \n"])
 def test_empty_payload(raw: bytes) -> None:
     problems = failed(run(PLAIN, raw))

@@ -21,6 +21,7 @@ from rehearsal.fault_proxy import FaultProxy
 from tasks import lambda_deploy
 from tasks.aws import MAX_ATTEMPTS
 from tasks.ledger import Ledger
+from tasks.smoke import THROTTLE_BACKOFF_S
 
 from .conftest import FAULTS_ENV, FaultRun
 
@@ -37,6 +38,9 @@ LAMBDA_BURST = 8
 # below one call's attempts: the row proves botocore's retries, not luck.
 LOGS_BURST = MAX_ATTEMPTS - 1
 THROTTLED_LAMBDA = ("lambda:UpdateFunctionCode", "lambda:PublishVersion", "lambda:UpdateAlias")
+# Smoke cases run one after another and a throttled invoke is retried by the smoke step
+# itself (4 backoffs): the whole burst lands on the first case and must fit its attempts.
+INVOKE_BURST = len(THROTTLE_BACKOFF_S)
 
 
 @pytest.fixture
@@ -156,7 +160,7 @@ def test_rollback_failed_past_the_window_is_recovered_by_the_next_deploy(
 
 
 @pytest.mark.fault(
-    "throttling burst: Lambda 429 TooManyRequests, Logs ThrottlingException", group="network"
+    "throttling bursts: Lambda 429 (update, publish, alias, invoke), Logs", group="network"
 )
 def test_throttling_burst_is_retried_and_the_deploy_succeeds(
     fault: FaultRun, aws_proxy: FaultProxy, new_image: None
@@ -164,12 +168,13 @@ def test_throttling_burst_is_retried_and_the_deploy_succeeds(
     for kind in THROTTLED_LAMBDA:
         aws_proxy.throttle(LAMBDA_BURST, match=kind)
     aws_proxy.throttle(LOGS_BURST, match="logs:FilterLogEvents")
+    aws_proxy.throttle(INVOKE_BURST, match="lambda:Invoke")
     attempt = fault.deploy()
     throttled = aws_proxy.counts("throttled")
     forwarded = aws_proxy.counts("forwarded")
     fault.recovered(
         attempt,
-        caught_at="deploy, shift traffic, log scan (retried)",
+        caught_at="deploy, shift, smoke, log scan (retried)",
         boundary="aws",
         evidence=", ".join(f"{k} throttled {n}x" for k, n in sorted(throttled.items())),
     )
@@ -177,6 +182,7 @@ def test_throttling_burst_is_retried_and_the_deploy_succeeds(
     assert throttled == {
         **dict.fromkeys(THROTTLED_LAMBDA, LAMBDA_BURST),
         "logs:FilterLogEvents": LOGS_BURST,
+        "lambda:Invoke": INVOKE_BURST,
     }
     functions = len(fault.config.functions)
     assert all(forwarded[kind] >= functions for kind in THROTTLED_LAMBDA), forwarded

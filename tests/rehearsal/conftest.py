@@ -8,6 +8,7 @@ rehearsal base image once per session (the layer cache makes a rebuild ~1 s).
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ import json
 import logging
 import os
 import time
+import uuid
 
 import boto3
 
@@ -197,3 +200,45 @@ def aws(bridge: str) -> Callable[[str], Any]:
         return clients[service]
 
     return client
+
+
+ROLE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def role(aws: Callable[[str], Any]) -> str:
+    """An execution role for the test functions."""
+    created = aws("iam").create_role(
+        RoleName=f"bridge-test-{uuid.uuid4().hex[:8]}",
+        AssumeRolePolicyDocument=json.dumps(ROLE_TRUST),
+    )
+    return str(created["Role"]["Arn"])
+
+
+@pytest.fixture(scope="module")
+def function(aws: Callable[[str], Any], images: dict[str, str], role: str) -> Iterator[str]:
+    """One Image function (v1 image, app.handler) with alias live → version 1."""
+    name = f"bridge-test-{uuid.uuid4().hex[:8]}"
+    lam = aws("lambda")
+    lam.create_function(
+        FunctionName=name,
+        PackageType="Image",
+        Code={"ImageUri": images["v1"]},
+        ImageConfig={"Command": ["app.handler"]},
+        Role=role,
+        Timeout=10,
+        MemorySize=256,
+    )
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    yield name
+    lam.delete_function(FunctionName=name)

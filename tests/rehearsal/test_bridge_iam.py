@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -26,18 +26,6 @@ pytestmark = pytest.mark.stack
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "ap-southeast-1"  # the bridge fixture's clients (conftest.REGION)
-ROLE_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": "sts:AssumeRole",
-            "Principal": {"Service": "lambda.amazonaws.com"},
-        }
-    ],
-}
-
-
 def session(key: str, secret: str) -> boto3.session.Session:
     """A boto3 session signing with exactly this key (never the environment's)."""
     return boto3.session.Session(
@@ -61,30 +49,6 @@ def raw_responses(client: Any) -> list[Any]:
         "after-call.*", lambda http_response=None, **_: seen.append(http_response)
     )
     return seen
-
-
-@pytest.fixture(scope="module")
-def function(aws: Callable[[str], Any], images: dict[str, str]) -> Iterator[str]:
-    """One Image function with version 1 behind the alias ``live``, made with the stack key."""
-    role = aws("iam").create_role(
-        RoleName=f"bridge-iam-{uuid.uuid4().hex[:8]}",
-        AssumeRolePolicyDocument=json.dumps(ROLE_TRUST),
-    )["Role"]["Arn"]
-    name = f"bridge-iam-{uuid.uuid4().hex[:8]}"
-    lam = aws("lambda")
-    lam.create_function(
-        FunctionName=name,
-        PackageType="Image",
-        Code={"ImageUri": images["v1"]},
-        ImageConfig={"Command": ["app.handler"]},
-        Role=role,
-        Timeout=10,
-        MemorySize=256,
-    )
-    lam.publish_version(FunctionName=name)
-    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
-    yield name
-    lam.delete_function(FunctionName=name)
 
 
 def function_arn(name: str, qualifier: str = "") -> str:

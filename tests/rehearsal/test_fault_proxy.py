@@ -25,16 +25,6 @@ from rehearsal.fault_proxy import LAMBDA_THROTTLE_BODY, FaultProxy, classify
 
 pytestmark = pytest.mark.stack
 
-ROLE_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": "sts:AssumeRole",
-            "Principal": {"Service": "lambda.amazonaws.com"},
-        }
-    ],
-}
 NO_RETRIES = BotoConfig(retries={"mode": "standard", "total_max_attempts": 1})
 
 
@@ -50,30 +40,6 @@ def through(proxy: FaultProxy, service: str, config: BotoConfig | None = None) -
     return boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="ap-southeast-1"
     ).client(service, endpoint_url=proxy.url, config=config)
-
-
-@pytest.fixture(scope="module")
-def function(aws: Callable[[str], Any], images: dict[str, str]) -> Iterator[str]:
-    """One Image function (v1 image, app.handler) with alias live → version 1."""
-    role = aws("iam").create_role(
-        RoleName=f"proxy-test-{uuid.uuid4().hex[:8]}",
-        AssumeRolePolicyDocument=json.dumps(ROLE_TRUST),
-    )["Role"]["Arn"]
-    name = f"proxy-test-{uuid.uuid4().hex[:8]}"
-    lam = aws("lambda")
-    lam.create_function(
-        FunctionName=name,
-        PackageType="Image",
-        Code={"ImageUri": images["v1"]},
-        ImageConfig={"Command": ["app.handler"]},
-        Role=role,
-        Timeout=10,
-        MemorySize=256,
-    )
-    lam.publish_version(FunctionName=name)
-    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
-    yield name
-    lam.delete_function(FunctionName=name)
 
 
 def wait_until(condition: Callable[[], bool], limit_s: float = 30.0) -> None:

@@ -21,27 +21,6 @@ from botocore.exceptions import ClientError
 
 pytestmark = pytest.mark.stack
 
-ROLE_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": "sts:AssumeRole",
-            "Principal": {"Service": "lambda.amazonaws.com"},
-        }
-    ],
-}
-
-
-@pytest.fixture(scope="module")
-def role(aws: Callable[[str], Any]) -> str:
-    created = aws("iam").create_role(
-        RoleName=f"bridge-test-{uuid.uuid4().hex[:8]}",
-        AssumeRolePolicyDocument=json.dumps(ROLE_TRUST),
-    )
-    return str(created["Role"]["Arn"])
-
-
 @pytest.fixture
 def make_function(
     aws: Callable[[str], Any], images: dict[str, str], role: str
