@@ -564,6 +564,8 @@ def recover_interrupted(config: DeployConfig, ledger: Ledger) -> list[DeployReco
                 continue
             state = lambda_deploy.read_alias(config, move.name)
             if state.version == move.version_before and not state.weights:
+                # Killed before the alias call landed (or put back by hand): nothing to undo.
+                move.restored_to, move.restore_verified = state.version, True
                 restored[key] = {"to": state.version, "verified": True, "action": "none needed"}
                 continue
             back = lambda_deploy.restore_alias(
