@@ -38,7 +38,12 @@ BOUNDARIES = (
     "shift traffic",
     "smoke",
     "log scan",
+    "ground truth",
 )
+# A canary with a long bake keeps the process alive after the last gate, so a kill "after
+# ground truth" cannot land after the deploy already finished (the kill is not a step hook:
+# it follows the ledger from outside, 20 ms behind). It also makes recovery undo weights.
+CANARY = ("--canary", "50", "--bake", "120")
 
 
 def other_image(tmp_path: Path, label: str) -> dict[str, str]:
@@ -74,7 +79,9 @@ def version_counts(config: DeployConfig) -> dict[str, int]:
 def test_killed_at_a_step_boundary_then_rerun_converges(
     fault: FaultRun, tmp_path: Path, boundary: str
 ) -> None:
-    spawned = fault.spawn("deploy", "--env", FAULTS_ENV, env=other_image(tmp_path, "killed"))
+    spawned = fault.spawn(
+        "deploy", "--env", FAULTS_ENV, *CANARY, env=other_image(tmp_path, "killed")
+    )
     seen = spawned.wait_for_step(boundary)
     spawned.signal(signal.SIGKILL)
     killed = spawned.finish()
