@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +132,32 @@ def build_image(
             remedy="set the same functions.*.architecture in service.toml",
         )
     architecture = architectures.pop()
+    # Vendoring rewrites <context>/vendor for the declared platform: two builds of one
+    # checkout for different platforms would otherwise swap it under each other's upload.
+    with _context_lock(config.build_context):
+        return _build_locked(client, config, revision, tag, architecture)
+
+
+@contextmanager
+def _context_lock(context: Path) -> Iterator[None]:
+    locks = gangway_home() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:16]
+    with (locks / f"build-{name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_locked(
+    client: docker.DockerClient,
+    config: DeployConfig,
+    revision: SourceRevision,
+    tag: str | None,
+    architecture: str,
+) -> BuiltImage:
     vendor_s = vendor_requirements(config, architecture)
     context = config.build_context
     dockerfile = context / config.service.build.dockerfile
