@@ -220,8 +220,10 @@ class DeployPolicy(Strict):
     bake_invoke_interval_s: float = Field(default=2.0, gt=0)
     lock_timeout_s: int = Field(default=30, ge=0)
     invoke_timeout_s: int = Field(default=120, ge=1)
-    # How long a rollback retries an AWS that does not answer (tasks/lambda_deploy.py); the
-    # restore step's timeout (120 s) bounds it.
+    # How long a rollback retries an AWS that does not answer (tasks/lambda_deploy.py). 60 s
+    # rides out what is transient in practice (a reset connection, an endpoint or DNS
+    # failover, a throttling burst) while the new version still takes traffic; beyond that a
+    # human must know now (rollback FAILED). The restore step's 120 s timeout bounds it.
     restore_window_s: float = Field(default=60.0, ge=0, le=100)
 
 

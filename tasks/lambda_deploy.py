@@ -38,12 +38,6 @@ DEFAULT_WAIT_S = 180.0
 REUSE_SCAN_LIMIT = 25
 WEIGHT_TOLERANCE = 1e-6
 INFRA = "gangway deploys code, not infrastructure"
-# A rollback retries an AWS that does not answer for this long (environment.deploy can
-# override it). 60 s rides out what is transient in practice — a reset connection, an
-# endpoint or DNS failover, a throttling burst — while the new version still takes traffic;
-# beyond that the outage is not transient, a human must know now (rollback FAILED), and the
-# restore step's 120 s timeout still leaves room for the last attempt.
-RESTORE_WINDOW_S = 60.0
 RESTORE_BACKOFF_BASE_S = 0.5
 RESTORE_BACKOFF_CAP_S = 5.0
 # Short on purpose: UpdateAlias/GetAlias answer in milliseconds; a hung call must not eat
@@ -716,12 +710,6 @@ def restore_client(config: DeployConfig) -> Any:
     )
 
 
-def restore_window_s(config: DeployConfig) -> float:
-    """How long a rollback keeps retrying an AWS that does not answer."""
-    # environment.deploy.restore_window_s when the configuration declares it.
-    return float(getattr(config.environment.deploy, "restore_window_s", RESTORE_WINDOW_S))
-
-
 def retryable(exc: BaseException | None) -> bool:
     """Whether a failed AWS call may succeed if simply repeated: no answer, throttled, 5xx."""
     if isinstance(exc, BotoConnectionError | HTTPClientError):
@@ -771,12 +759,12 @@ def restore_alias(
 
     A rollback runs exactly when something is wrong, possibly with AWS itself: while AWS does
     not answer, throttles or fails with a 5xx, the whole update-and-read-back is retried with
-    jittered exponential backoff for window_s (default: restore_window_s(config)). Any other
-    failure (denied, not found, another deploy moved the alias) is final at once. Pass
-    lam=restore_client(config) so that the window, not botocore's retries, bounds the restore.
+    jittered exponential backoff for window_s (default: environment.deploy.restore_window_s).
+    Any other failure (denied, not found, another deploy moved the alias) is final at once.
+    Pass lam=restore_client(config) so that the window, not botocore's retries, bounds it.
     """
     lam = lam or client(config, "lambda")
-    window = restore_window_s(config) if window_s is None else window_s
+    window = config.environment.deploy.restore_window_s if window_s is None else window_s
     deadline = time.monotonic() + window
     attempt = 0
     while True:

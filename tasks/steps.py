@@ -139,7 +139,7 @@ def _step_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger(__name__)
 
 
-# Each restore retries AWS itself for a bounded window (lambda_deploy.restore_window_s, 60 s
+# Each restore retries AWS itself for a bounded window (environment.deploy.restore_window_s, 60 s
 # by default); the timeout leaves room for its last attempt.
 @step("restore aliases", timeout_s=120, retries=3)
 def restore_aliases(

@@ -28,7 +28,7 @@ from .conftest import FAULTS_ENV, FaultRun
 pytestmark = pytest.mark.stack
 
 ENDPOINT_VARIABLE = "GANGWAY_ENVIRONMENT__AWS__ENDPOINT_URL"
-# Shorter than the restore window (lambda_deploy.RESTORE_WINDOW_S, 60 s) by far: a blip.
+# Shorter than the restore window (environment.deploy.restore_window_s, 60 s) by far: a blip.
 SHORT_OUTAGE_S = 5.0
 PAST_WINDOW_S = 3  # a restore window the outage outlasts
 # Each burst is shared by the parallel calls of one step (7 functions): more throttles than
