@@ -21,6 +21,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -502,6 +503,13 @@ def variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., No
         monkeypatch.setenv("GANGWAY_SERVICE__BUILD__DOCKERFILE", str(dockerfile))
 
     return use
+
+
+@pytest.fixture
+def new_image(variant: Callable[..., None]) -> None:
+    """A digest never deployed before, so the deploy must update code and publish versions
+    (a version already running a digest is reused, and would skip those calls)."""
+    variant(f"LABEL dev.gangway.fault-row={uuid.uuid4().hex}")
 
 
 def append_python(module: str, code: str) -> str:

@@ -19,6 +19,7 @@ from alembic import command
 
 from gangway.config import REPO_ROOT, DeployConfig
 from tasks import schema
+from tasks.ledger import DeployRecord
 
 from .conftest import FaultRun, add_revision_0003, append_python, replace_text
 
@@ -41,6 +42,14 @@ def schema_restored(real_config: DeployConfig) -> Iterator[None]:
     """Put the schema back at head afterwards, whatever the row did to it."""
     yield
     schema.upgrade(real_config)
+
+
+def assert_worker_failed_first(record: DeployRecord) -> None:
+    """The report worker's invoke failed; the other failed checks are its consequences."""
+    worker, *consequences = record.trigger["checks"]
+    assert worker["name"] == "report worker stores row and PDF: function error"
+    # The API then serves the row the previous deploy stored: a consequence, reported too.
+    assert all(c["name"].startswith("api serves the stored report") for c in consequences)
 
 
 @pytest.mark.fault("the column the code writes does not exist", group="data")
@@ -106,10 +115,7 @@ def test_null_into_not_null_column_rolls_back_at_smoke(
             "the database refused the row the handler wrote",
         ),
     )
-    worker, *consequences = record.trigger["checks"]
-    assert worker["name"] == "report worker stores row and PDF: function error"
-    # The API then serves the row the previous deploy stored: a consequence, reported too.
-    assert all(c["name"].startswith("api serves the stored report") for c in consequences)
+    assert_worker_failed_first(record)
 
 
 @pytest.mark.fault("a dict written where a JSON string is needed", group="data")
@@ -129,10 +135,7 @@ def test_dict_for_json_column_rolls_back_at_smoke(
             "serialise it first (json.dumps for a json column)",
         ),
     )
-    worker, *consequences = record.trigger["checks"]
-    assert worker["name"] == "report worker stores row and PDF: function error"
-    # The API then serves the row the previous deploy stored: a consequence, reported too.
-    assert all(c["name"].startswith("api serves the stored report") for c in consequences)
+    assert_worker_failed_first(record)
 
 
 DOUBLE_ENCODED = """

@@ -12,7 +12,6 @@ own key.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import boto3
 import pytest
@@ -55,15 +54,13 @@ class Identity:
         assert not any(self.secret in text for text in texts), "the secret access key leaked"
 
 
-@pytest.fixture
-def new_image(variant: Callable[..., None]) -> Callable[[str], None]:
-    """An image of its own for the row (a label changes the digest): the deploy must update
-    the functions' code, since a version already running the digest would be reused."""
-
-    def use(row: str) -> None:
-        variant(f'LABEL dev.gangway.fault="{row}"')
-
-    return use
+def code_shas(fault: FaultRun) -> dict[str, str]:
+    """Each function's $LATEST CodeSha256, read with the stack's own key."""
+    lam = client(fault.config, "lambda")
+    return {
+        key: lam.get_function(FunctionName=fn.name)["Configuration"]["CodeSha256"]
+        for key, fn in fault.config.functions.items()
+    }
 
 
 def function_arn(fault: FaultRun, key: str) -> str:
@@ -78,16 +75,11 @@ def function_arn(fault: FaultRun, key: str) -> str:
 
 @pytest.mark.fault("AccessDenied on UpdateFunctionCode (IAM explicit deny)", group="deployment")
 def test_access_denied_on_update_function_code_blocks_before_traffic(
-    fault: FaultRun, new_image: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+    fault: FaultRun, new_image: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    new_image("iam-deny-update-function-code")
     identity = Identity(fault, "gangway-fault-deny-update-code", ["lambda:UpdateFunctionCode"])
     arn = function_arn(fault, "api")
-    lam = client(fault.config, "lambda")
-    code_before = {
-        key: lam.get_function(FunctionName=fn.name)["Configuration"]["CodeSha256"]
-        for key, fn in fault.config.functions.items()
-    }
+    code_before = code_shas(fault)
 
     attempt = identity.deploy(fault, monkeypatch)
 
@@ -105,20 +97,15 @@ def test_access_denied_on_update_function_code_blocks_before_traffic(
         ),
     )
     # Refused for real: no function's code changed, no version was published.
-    code_after = {
-        key: lam.get_function(FunctionName=fn.name)["Configuration"]["CodeSha256"]
-        for key, fn in fault.config.functions.items()
-    }
-    assert code_after == code_before
+    assert code_shas(fault) == code_before
     assert all(m.version_after is None for m in record.functions.values())
     identity.assert_secret_kept(attempt)
 
 
 @pytest.mark.fault("AccessDenied on Invoke (IAM explicit deny)", group="deployment")
 def test_access_denied_on_invoke_rolls_back(
-    fault: FaultRun, new_image: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+    fault: FaultRun, new_image: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    new_image("iam-deny-invoke")
     identity = Identity(fault, "gangway-fault-deny-invoke", ["lambda:InvokeFunction"])
     alias = fault.config.environment.alias
     qualified = f"{function_arn(fault, 'api')}:{alias}"

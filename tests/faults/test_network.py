@@ -10,8 +10,7 @@ from moto directly, never through the proxy.
 from __future__ import annotations
 
 import socket
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -54,12 +53,6 @@ def aws_proxy(fault: FaultRun, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faul
     with FaultProxy(upstream=upstream) as proxy:
         monkeypatch.setenv(ENDPOINT_VARIABLE, proxy.url)
         yield proxy
-
-
-@pytest.fixture
-def new_image(variant: Callable[..., None]) -> None:
-    """A digest never deployed before, so the deploy must update code and publish versions."""
-    variant(f"LABEL dev.gangway.fault-row={uuid.uuid4().hex}")
 
 
 def closed_port() -> int:
