@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gangway.config import gangway_home
 from gangway.errors import StackError
 from rehearsal import mariadb_setup
 
@@ -90,4 +92,26 @@ def restricted_identity(
             found=f"{type(exc).__name__}: {exc}"[:400],
             remedy="check the moto bridge (`gangway stack status`)",
         ) from exc
+    _remember(str(key["SecretAccessKey"]))
     return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+def issued_keys_path(home: Path | None = None) -> Path:
+    """Where the secret keys issued to rehearsal IAM users are kept (0600, like stack.env)."""
+    return (home or gangway_home()) / "iam-issued-keys"
+
+
+def _remember(secret: str) -> None:
+    # The fault matrix's secret sweep must look for these keys too, and IAM never shows a
+    # secret key again after it is created.
+    path = issued_keys_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as out:
+        out.write(secret + "\n")
+
+
+def issued_secret_keys(home: Path | None = None) -> list[str]:
+    """Every secret key this rehearsal stack issued to an IAM user."""
+    path = issued_keys_path(home)
+    return path.read_text().split() if path.exists() else []

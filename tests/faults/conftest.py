@@ -5,8 +5,12 @@ an IAM policy, a killed process...), runs a real deploy, and hands the attempt t
 ``fault`` fixture's verdicts (``blocked``, ``rolled_back``, ``refused``, ``recovered``).
 A verdict observes the world from outside gangway first: the aliases read back from AWS, the
 ledger record re-read from the store, the user-visible error and output scanned for secrets.
-It writes one row of the matrix (rehearsal/fault_matrix.py), then asserts. So a row that
-fails still shows in the table, marked as not contained.
+It keeps what it saw as the row's pending result and asserts. The row itself is written only
+when the whole test has finished (``pytest_runtest_makereport`` below): it is contained only
+if the verdict held, the verdict found no problem and every phase of the test passed. The
+session declares its rows at collection, so a row that is skipped, crashes in setup or never
+writes counts against the result. Traffic that an attempt left moved after it ended (until a
+later deploy put it back) makes the row *stranded*, never contained.
 
 ``GANGWAY_FAULTS_ENV`` picks the environment (default dev).
 """
@@ -32,8 +36,9 @@ import pytest
 from flows.deploy import DeployFailed, deploy
 from gangway.config import REPO_ROOT, DeployConfig, load_config
 from gangway.errors import AwsError, GangwayError
-from rehearsal import fault_matrix
-from rehearsal.fault_matrix import FaultRow
+from rehearsal import fault_matrix, iam
+from rehearsal.fault_matrix import STRANDED, FaultRow
+from rehearsal.mariadb_setup import AWS_TEST_ENV, read_stack_env, stack_env_path
 from tasks import lambda_deploy, schema
 from tasks.ledger import DeployRecord, Ledger, Outcome
 from tasks.source import source_revision
@@ -83,13 +88,34 @@ def describe(aliases: Aliases) -> str:
     return text
 
 
-def secret_values(config: DeployConfig) -> list[str]:
-    """The values no output may contain: the database password, function secrets, AWS key."""
-    values = set(config.secret_values())
-    aws = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-    if len(aws) >= 8:
-        values.add(aws)
-    return sorted(values, key=len, reverse=True)
+# Words that make a function env key secret-bearing for the sweep. Deliberately wider than
+# gangway's scrubber (gangway/redact.py, DeployConfig.secret_values): the sweep checks the
+# scrubber, so it must not share its list.
+SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE", "AUTH")
+SHORTEST_SECRET = 8  # shorter values would match ordinary prose
+
+
+def known_secrets(config: DeployConfig | None = None) -> list[str]:
+    """Every secret value in play, gathered without gangway's scrubber.
+
+    Every generated value in the stack's secrets file (all environments: database passwords,
+    function secrets, the AWS secret key), every function env value resolved from a variable
+    or under a secret-sounding key, and the secret key of every IAM user the rehearsal issued.
+    """
+    stack = read_stack_env(stack_env_path())
+    settings = {k for k in stack if k.startswith("PREFECT_")} | (
+        set(AWS_TEST_ENV) - {"AWS_SECRET_ACCESS_KEY"}
+    )
+    values = {v for k, v in stack.items() if k not in settings}
+    values.add(os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
+    values.update(iam.issued_secret_keys())
+    config = config or load_config(FAULTS_ENV)
+    values.add(config.db_password.get_secret_value())
+    for fn in config.functions.values():
+        for key, raw in fn.spec.env.items():
+            if "${" in raw or any(word in key.upper() for word in SECRET_WORDS):
+                values.add(fn.env[key].get_secret_value())
+    return sorted((v for v in values if len(v) >= SHORTEST_SECRET), key=len, reverse=True)
 
 
 def count_secrets(texts: list[str], secrets: list[str]) -> int:
@@ -108,6 +134,7 @@ class Attempt:
     exit_code: int | None
     seconds: float
     result: Any = None
+    started: float = 0.0  # time.monotonic() when the attempt began
 
     @property
     def record(self) -> DeployRecord | None:
@@ -126,7 +153,10 @@ class FaultRun:
     config: DeployConfig = field(init=False)
     before: Aliases = field(init=False)
     known: set[str] = field(init=False)
-    judged: bool = False
+    # The verdict's row, written with the test's final outcome when the test has finished.
+    pending: FaultRow | None = None
+    # (time.monotonic() when an attempt ended, the aliases read back right then)
+    ends: list[tuple[float, Aliases]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.config = load_config(FAULTS_ENV)
@@ -136,6 +166,18 @@ class FaultRun:
     def rebaseline(self) -> None:
         """Re-read the aliases after an injection that changed them on purpose."""
         self.before = read_aliases(self.config)
+        self.ends.clear()
+
+    def ended(self) -> None:
+        """An attempt just ended: note where traffic was left (a later action may move it)."""
+        self.ends.append((time.monotonic(), read_aliases(self.config)))
+
+    def stranded_for(self, attempt: Attempt) -> float | None:
+        """Seconds traffic stayed off `before` between an earlier attempt's end and this one."""
+        for ended_at, aliases in self.ends:
+            if ended_at <= attempt.started and aliases != self.before:
+                return attempt.started - ended_at
+        return None
 
     # -- running -------------------------------------------------------------------------
     @staticmethod
@@ -159,6 +201,7 @@ class FaultRun:
         except GangwayError as exc:
             error = exc.render()
         seconds = time.monotonic() - started
+        self.ended()
         captured = self.capture.readouterr()
         return Attempt(
             records=self.new_records(),
@@ -167,6 +210,7 @@ class FaultRun:
             exit_code=None,
             seconds=seconds,
             result=result,
+            started=started,
         )
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> Attempt:
@@ -180,12 +224,14 @@ class FaultRun:
             env={**os.environ, **(env or {})},
             cwd=REPO_ROOT,
         )
+        self.ended()
         return Attempt(
             records=self.new_records(),
             error=done.stderr,
             output=done.stdout + done.stderr,
             exit_code=done.returncode,
             seconds=time.monotonic() - started,
+            started=started,
         )
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> Spawned:
@@ -247,6 +293,7 @@ class FaultRun:
         says: tuple[str, ...],
         evidence: str = "",
     ) -> DeployRecord:
+        assert self.pending is None, "one verdict per row: split the test into two rows"
         problems: list[str] = []
         record = attempt.record
         stored = Ledger().get(record.deploy_id) if record else None
@@ -305,15 +352,24 @@ class FaultRun:
         ):
             problems.append("a bare traceback reached the user")
         texts = [attempt.error, attempt.output, *(r.model_dump_json() for r in attempt.records)]
-        leaks = count_secrets(texts, secret_values(self.config))
+        leaks = count_secrets(texts, known_secrets(self.config))
         if leaks:
             problems.append(f"{leaks} secret value(s) in the output or the ledger record")
+        # Traffic an earlier attempt left moved until this one put it back is stranded: the
+        # world was wrong until somebody acted, whatever this attempt then repaired.
+        stranded_s = self.stranded_for(attempt)
+        if not outcome_ok:
+            shown_outcome = str(stored.outcome if stored else "no record")
+        elif stranded_s is not None:
+            shown_outcome = f"{STRANDED}, then {verdict}"
+        else:
+            shown_outcome = verdict
         row = FaultRow(
             fault=self.description,
             group=self.group,
             boundary=boundary,
             caught_at=caught,
-            outcome=verdict if outcome_ok else str(stored.outcome if stored else "no record"),
+            outcome=shown_outcome,
             alias_after=alias_text,
             ledger=(
                 f"{stored.outcome} {stored.deploy_id[:8]}"
@@ -322,14 +378,14 @@ class FaultRun:
                 else "MISSING"
             ),
             seconds=round(attempt.seconds, 1),
-            contained=outcome_ok and alias_ok,
+            contained=outcome_ok and alias_ok and not problems and stranded_s is None,
             record_consistent=consistent,
+            stranded_s=None if stranded_s is None else round(stranded_s, 1),
             secrets_found=leaks,
             test=self.test,
             problems=problems,
         )
-        fault_matrix.append(row)
-        self.judged = True
+        self.pending = row
         assert not problems, "\n".join(problems) + f"\n--- error shown ---\n{shown[-3000:]}"
         assert stored is not None
         return stored
@@ -375,6 +431,7 @@ class Spawned:
     def finish(self, timeout: float = 300) -> Attempt:
         """Wait for the process to end; the attempt as the user saw it."""
         code = self.process.wait(timeout=timeout)
+        self.run.ended()
         text = self.output()
         self.out.close()
         return Attempt(
@@ -383,6 +440,7 @@ class Spawned:
             output=text,
             exit_code=code,
             seconds=time.monotonic() - self.started,
+            started=self.started,
         )
 
 
@@ -413,10 +471,14 @@ def _consistency(record: DeployRecord, verdict: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------- fixtures
+RUN = pytest.StashKey[FaultRun]()
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+DECLARED = pytest.StashKey[dict[str, str]]()
+
+
 @pytest.fixture(scope="session")
 def matrix_started(stack: object) -> float:
-    """A fresh rows file for this run; the time it started (for the secret sweep)."""
-    fault_matrix.reset()
+    """The time this session's matrix started (the rows were declared at collection)."""
     return time.time()
 
 
@@ -446,12 +508,16 @@ def validated_head(healthy: DeployRecord) -> DeployRecord:
     return record
 
 
+def _marker(item: pytest.Item) -> pytest.Mark | None:
+    return item.get_closest_marker("fault")
+
+
 @pytest.fixture
 def fault(
     request: pytest.FixtureRequest, healthy: DeployRecord, capfd: pytest.CaptureFixture[str]
 ) -> Iterator[FaultRun]:
     """The row under test: inject, then ``fault.deploy()`` and one verdict."""
-    marker = request.node.get_closest_marker("fault")
+    marker = _marker(request.node)
     assert marker is not None, "a fault test needs @pytest.mark.fault(description, group=...)"
     run = FaultRun(
         description=str(marker.args[0]),
@@ -459,6 +525,7 @@ def fault(
         test=request.node.nodeid,
         capture=capfd,
     )
+    request.node.stash[RUN] = run
     yield run
     # Leave the next row a healthy world even when this one failed: put aliases back.
     now = read_aliases(run.config)
@@ -474,22 +541,76 @@ def fault(
                     name=run.config.environment.alias, version=version, weights={}
                 ),
             )
-    if not run.judged:
-        fault_matrix.append(
-            FaultRow(
-                fault=run.description,
-                group=run.group,
-                boundary="?",
-                caught_at="?",
-                outcome="no verdict (the test failed before judging)",
-                alias_after=describe(now),
-                ledger="?",
-                seconds=0.0,
-                contained=False,
-                record_consistent=False,
-                test=run.test,
-            )
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[-1])[:200]
+    text = str(report.longrepr or "")
+    errors = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("E ")]
+    lines = errors or [line for line in text.splitlines() if line.strip()] or [""]
+    return lines[0 if errors else -1].strip()[:200]
+
+
+def final_row(item: pytest.Item, reports: dict[str, pytest.TestReport]) -> FaultRow:
+    """The row as it counts: the verdict's row, contained only if every phase passed."""
+    marker = _marker(item)
+    assert marker is not None
+    run = item.stash.get(RUN, None)
+    return fault_matrix.settle(
+        run.pending if run else None,
+        {when: (r.outcome, _first_line(r) if r.outcome != "passed" else "")
+         for when, r in reports.items()},
+        fault=str(marker.args[0]),
+        group=str(marker.kwargs.get("group", "")),
+        test=item.nodeid,
+        alias_after=describe(read_aliases(run.config)) if run else "?",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None]:
+    """Write a fault row once its test has finished, with the outcome of every phase."""
+    report: pytest.TestReport = yield
+    if _marker(item) is None:
+        return report
+    reports = item.stash.setdefault(REPORTS, {})
+    reports[report.when] = report
+    if report.when == "teardown":
+        fault_matrix.append(final_row(item, reports))
+    return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Declare the rows this session will run (after -k/-m deselection), before any runs."""
+    rows = {item.nodeid: str(m.args[0]) for item in items if (m := _marker(item)) is not None}
+    if rows:
+        fault_matrix.declare(rows)
+        config.stash[DECLARED] = rows
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Print the matrix and its RESULT line after a session that declared rows."""
+    declared = config.stash.get(DECLARED, None)
+    if declared is None and config.pluginmanager.hasplugin("dsession"):
+        # Under pytest-xdist the controller collects nothing itself; its workers declared.
+        declared = fault_matrix.declared()
+    if not declared:
+        return
+    rows = fault_matrix.complete(declared, fault_matrix.load())
+    terminalreporter.write_sep("=", "fault matrix")
+    terminalreporter.write_line(fault_matrix.render_table(rows))
+    stranded = fault_matrix.stranded_names(rows)
+    if stranded:
+        terminalreporter.write_line(
+            "stranded (traffic left moved until a later deploy): " + "; ".join(stranded)
         )
+    terminalreporter.write_line(
+        fault_matrix.result_line(declared, rows, fault_matrix.load_sweep())
+    )
 
 
 @pytest.fixture
@@ -553,19 +674,3 @@ def add_revision_0003(migrations: Path, doc: str, *upgrade: str) -> None:
         'revision = "0003"\ndown_revision = "0002"\nbranch_labels = None\ndepends_on = None\n\n'
         f"def upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n"
     )
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the matrix and its RESULT line after a run that produced rows."""
-    rows = fault_matrix.load()
-    if not rows or not getattr(terminalreporter.config, "_gangway_faults_ran", False):
-        return
-    terminalreporter.write_sep("=", "fault matrix")
-    terminalreporter.write_line(fault_matrix.render_table(rows))
-    sweep = fault_matrix.load_sweep()
-    terminalreporter.write_line(fault_matrix.result_line(rows, sweep))
-
-
-@pytest.fixture(autouse=True)
-def _mark_run(request: pytest.FixtureRequest) -> None:
-    request.config._gangway_faults_ran = True  # type: ignore[attr-defined]
