@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.deploy import resolve_source
 from gangway.config import load_config
 from gangway.evidence import GateResult
 from gangway.render import gate_markdown
 from tasks.image_build import BuiltImage
 from tasks.registry import PushedImage
-from tasks.source import source_revision
 from tasks.steps import build, gate_image, push
 
 
@@ -28,11 +28,9 @@ class ImageOutcome:
 @flow(name="build-and-gate", log_prints=True)
 def build_and_gate(env: str, push_image: bool = True) -> ImageOutcome:
     """Build the service image, import every handler inside it, then push it by digest."""
-    config = load_config(env)
-    revision = source_revision(
-        config.root,
-        [config.build_context, config.root / "deployments", config.migrations_dir],
-    )
+    # The same revision a deploy would record: a build input outside the repository makes
+    # it dirty, so an image built from it is never tagged or pushed as a clean commit.
+    config, revision = resolve_source(load_config(env), None)
     built = build(config, revision)
     gate = gate_image(config, built)
     create_markdown_artifact(

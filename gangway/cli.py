@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 import time
@@ -20,9 +21,10 @@ from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.render import gate_text, table
 
 if TYPE_CHECKING:
-    from tasks.ledger import DeployRecord
+    from tasks.ledger import DeployRecord, Ledger
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `git log | head`
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -41,8 +43,11 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
+    from flows.deploy import resolve_source
     from flows.image import build_and_gate
 
+    # Bad input fails here, before a flow run exists (no Prefect ERROR line repeating it).
+    resolve_source(load_config(args.env), None)
     started = time.monotonic()
     outcome = build_and_gate(env=args.env, push_image=not args.no_push)
     total = time.monotonic() - started
@@ -128,15 +133,18 @@ def render_record(record: DeployRecord) -> str:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from flows.deploy import DeployFailed, deploy, record_refusal
+    from flows.deploy import DeployFailed, deploy, record_refusal, validate_request
     from gangway.plan import DeployPlan, render_plan
 
     try:
-        load_config(args.env)  # bad input fails here, before a flow run exists
-    except ConfigError as exc:
+        # Every input is checked before a flow run exists: bad input is exit 2 with one
+        # refused record, never a failed Prefect run that logs the whole error again.
+        validate_request(args.env, args.sha, args.canary, args.bake, args.promote)
+    except (ConfigError, RegistryError) as exc:
         if not args.dry_run:
             record_refusal(args.env, args.sha, exc)
-        raise
+        print(exc.render(), file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         result = deploy(
             env=args.env,
@@ -168,19 +176,46 @@ def _deploy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SHORT_ID_MIN = 8  # `ledger list` prints 12 characters of the id; 8 hex digits is 2**32 ids
+
+
+def _find_record(ledger: Ledger, ref: str) -> DeployRecord:
+    """The record a deploy id, a unique id prefix (8+ characters) or a commit SHA names."""
+    record = ledger.get(ref)
+    if record is not None:
+        return record
+    if len(ref) >= SHORT_ID_MIN:
+        matches = ledger.by_id_prefix(ref, limit=11)
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            shown = ", ".join(
+                f"{r.deploy_id} ({r.env} {r.outcome.value} {r.started_at:%Y-%m-%d %H:%M})"
+                for r in matches[:10]
+            )
+            raise ConfigError(
+                f"deploy id prefix {ref!r} is ambiguous",
+                expected="a prefix that names one deploy",
+                found=f"{'more than 10' if len(matches) > 10 else len(matches)} deploys: {shown}",
+                remedy="pass more characters of the id, or the whole id",
+            )
+    record = next(iter(ledger.by_sha(ref, limit=1)), None)
+    if record is None:
+        raise ConfigError(
+            f"no deploy {ref!r} in the ledger",
+            expected=f"a deploy id (or its first {SHORT_ID_MIN}+ characters) or a commit SHA",
+            found="no record",
+            remedy="list them with `gangway ledger list`",
+        )
+    return record
+
+
 def _ledger(args: argparse.Namespace) -> int:
     from tasks.ledger import Ledger
 
     ledger = Ledger()
     if args.action == "show":
-        record = ledger.get(args.ref) or next(iter(ledger.by_sha(args.ref, limit=1)), None)
-        if record is None:
-            raise ConfigError(
-                f"no deploy {args.ref!r} in the ledger",
-                expected="a deploy id or commit SHA",
-                found="no record",
-                remedy="list them with `gangway ledger list`",
-            )
+        record = _find_record(ledger, args.ref)
         print(record.model_dump_json(indent=2) if args.json else render_record(record))
         return EXIT_OK
     if args.action == "list":
@@ -216,17 +251,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(stack.up().render())
     apply_env_file()
     print(f"\n== deploy the reference service to {args.env}, end to end")
-    code = _deploy(
-        argparse.Namespace(
-            env=args.env,
-            sha=None,
-            canary=0,
-            bake=0,
-            allow_destructive=False,
-            dry_run=False,
-            json=False,
-        )
-    )
+    # Through the real parser, so every deploy flag (and its default) exists here too.
+    code = _deploy(build_parser().parse_args(["deploy", "--env", args.env]))
     print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
     return code
 
@@ -303,7 +329,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # that already moved; a runner cancelling a job sends SIGTERM before SIGKILL.
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`gangway ledger list | head`): nothing of ours failed. Point
+        # stdout at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_BAD_INPUT

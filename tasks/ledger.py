@@ -196,6 +196,11 @@ class Ledger:
         found = self._query(DEPLOYS.c.deploy_id == deploy_id, 1)
         return found[0] if found else None
 
+    def by_id_prefix(self, prefix: str, limit: int = 20) -> list[DeployRecord]:
+        """Records whose deploy id starts with prefix (``LIKE 'prefix%'``), newest first."""
+        # autoescape: a '%' or '_' typed by the user is a character, not a wildcard.
+        return self._query(DEPLOYS.c.deploy_id.startswith(prefix, autoescape=True), limit)
+
     def by_sha(
         self, commit_sha: str, env: str | None = None, limit: int = 50
     ) -> list[DeployRecord]:
