@@ -8,16 +8,28 @@ resolved from the process environment (or the rehearsal stack's env file); they 
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import tomllib
+import types
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -26,14 +38,22 @@ from pydantic_settings import (
 from gangway.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+# \A..\Z, not ^..$: `$` also matches before a trailing newline, so "name\n" would pass.
+IDENTIFIER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+ENV_NAME = re.compile(r"\A[a-z][a-z0-9-]{0,31}\Z")
 SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-HANDLER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+HANDLER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+# AWS's rules for a function name given to CreateFunction: a name, or the function's full ARN.
+FUNCTION_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+FUNCTION_ARN = re.compile(
+    r"\Aarn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z]{2}(-gov)?-[a-z]+-\d):\d{12}:function:"
+    r"[A-Za-z0-9_-]{1,64}\Z"
+)
+MAX_CONFIG_BYTES = 1 << 20  # far above any real service.toml; refused before parsing
 
 
 def _identifier(value: str, what: str) -> str:
-    if not IDENTIFIER.match(value):
+    if not IDENTIFIER.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} is not a plain SQL identifier (letters, digits, underscore; "
             "max 64); it is refused before any SQL runs"
@@ -41,10 +61,70 @@ def _identifier(value: str, what: str) -> str:
     return value
 
 
+class EnvText(str):
+    """A GANGWAY_* override's value: text by nature, read as a JSON literal where the setting
+    is a number or a boolean (``5``, ``2.5``, ``true``), as plain text everywhere else."""
+
+
+def _scalar_kinds(annotation: Any) -> tuple[type, ...]:
+    """The number/boolean types a field accepts (through ``X | None``); () for anything else."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(k for arg in get_args(annotation) for k in _scalar_kinds(arg))
+    return (annotation,) if annotation in (bool, int, float) else ()
+
+
+def _strict_scalar(value: Any, kinds: tuple[type, ...], optional: bool) -> Any:
+    """The value when it already is one of kinds (a finite one), else ValueError.
+
+    pydantic's lax mode turns ``true`` into 1 and ``"512"`` into 512 without a word; a
+    config value of the wrong type is a mistake to name, not to guess at.
+    """
+    if isinstance(value, EnvText):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = str(value)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool):
+        ok = bool in kinds
+    elif isinstance(value, int):
+        ok = int in kinds or float in kinds
+    elif isinstance(value, float):
+        ok = float in kinds
+    else:
+        ok = False
+    if ok and isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, found {value!r}")
+    if not ok:
+        wanted = " or ".join(
+            {bool: "a boolean (true/false)", int: "an integer", float: "a number"}[k] for k in kinds
+        )
+        found = {bool: "a boolean", str: "a string", int: "an integer", float: "a number"}.get(
+            type(value), type(value).__name__
+        )
+        shown = json.dumps(value) if isinstance(value, bool) else repr(value)
+        hint = "; write it without quotes" if isinstance(value, str) else ""
+        raise ValueError(f"expected {wanted}, found {found} {shown}{hint}")
+    return value
+
+
 class Strict(BaseModel):
-    """Base for config sections: unknown keys are typos, so they are errors."""
+    """Base for config sections: unknown keys are typos, and numbers/booleans are typed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is None:
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        kinds = _scalar_kinds(annotation)
+        if kinds:
+            optional = type(None) in get_args(annotation)
+            return _strict_scalar(value, kinds, optional)
+        return str(value) if isinstance(value, EnvText) else value
 
 
 class BuildSpec(Strict):
@@ -73,7 +153,7 @@ class FunctionSpec(Strict):
     @field_validator("handler")
     @classmethod
     def _handler_shape(cls, value: str) -> str:
-        if not HANDLER.match(value):
+        if not HANDLER.fullmatch(value):
             raise ValueError(f"handler {value!r} must look like 'package.module.function'")
         return value
 
@@ -225,6 +305,19 @@ class DeployPolicy(Strict):
     # failover, a throttling burst) while the new version still takes traffic; beyond that a
     # human must know now (rollback FAILED). The restore step's 120 s timeout bounds it.
     restore_window_s: float = Field(default=60.0, ge=0, le=100)
+    # The longest canary bake allowed: a bake holds the environment's deploy lock throughout.
+    max_bake_s: int = Field(default=3600, gt=0)
+    # A canary bake judges the new version only on traffic it really served inside the bake
+    # window: with fewer invocations than this it ends inconclusive (rolled back), as Argo
+    # Rollouts does, because "0 errors in 2 invocations" proves nothing. Real and synthetic
+    # invocations count alike.
+    min_canary_invocations: int = Field(default=20, ge=1)
+    # Synthetic invokes of the smoke cases (those without ground truth) through the alias
+    # during the bake; off, the bake only waits for and counts real traffic.
+    bake_synthetic: bool = True
+    # How long the bake's count waits for the log lines of the invokes known to have run the
+    # new version (log delivery lags on AWS); it ends as soon as all have arrived.
+    bake_log_wait_s: float = Field(default=30.0, gt=0, le=300)
 
 
 class EnvironmentSpec(Strict):
@@ -268,7 +361,34 @@ class DeploySettings(BaseSettings):
         merged: dict[str, Any] = {}
         for path in cls.toml_files:
             _deep_merge(merged, tomllib.loads(path.read_text()))
-        return (init_settings, env_settings, InitSettingsSource(settings_cls, merged))
+        toml = InitSettingsSource(settings_cls, merged)
+        return (init_settings, _EnvOverrides(settings_cls), toml)
+
+
+class _EnvOverrides(EnvSettingsSource):
+    """GANGWAY_* variables, their text values marked as such (see EnvText)."""
+
+    def __call__(self) -> dict[str, Any]:
+        return _mark_env(super().__call__())
+
+
+def _mark_env(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mark_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mark_env(v) for v in value]
+    return EnvText(value) if isinstance(value, str) else value
+
+
+def _non_finite(value: Any, where: str) -> list[str]:
+    """Keys holding inf or nan anywhere in a TOML document (free-form tables included)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{where} = {value}"]
+    if isinstance(value, dict):
+        return [bad for k, v in value.items() for bad in _non_finite(v, f"{where}.{k}".lstrip("."))]
+    if isinstance(value, list):
+        return [bad for i, v in enumerate(value) for bad in _non_finite(v, f"{where}[{i}]")]
+    return []
 
 
 def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
@@ -402,7 +522,7 @@ def load_config(env: str, directory: Path | None = None, root: Path | None = Non
     """Read, merge and validate the configuration of one environment, or raise ConfigError."""
     directory = directory or deployments_dir()
     root = root or REPO_ROOT
-    if not ENV_NAME.match(env):
+    if not ENV_NAME.fullmatch(env):
         raise ConfigError(
             f"environment name {env!r} is not valid",
             expected="lowercase letters, digits and '-'",
@@ -422,23 +542,37 @@ def load_config(env: str, directory: Path | None = None, root: Path | None = Non
                 if path is env_file
                 else f"create {path} describing the service (see deployments/ in the gangway repo)",
             )
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path.name} is too large to be a configuration file",
+                expected=f"at most {MAX_CONFIG_BYTES} bytes (1 MiB)",
+                found=f"{size} bytes in {path}",
+                remedy=f"trim {path.name} to the service's settings (is it the right file?)",
+            )
         try:
-            tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
+            document = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 f"{path.name} is not valid TOML",
                 expected="a TOML document",
                 found=str(exc),
                 remedy=f"fix the syntax in {path}",
             ) from exc
+        non_finite = _non_finite(document, "")
+        if non_finite:
+            raise ConfigError(
+                f"{path.name} sets {', '.join(non_finite)}",
+                expected="finite numbers only (inf and nan are not durations, rates or limits)",
+                found=", ".join(non_finite),
+                remedy=f"set a finite value in {path}",
+            )
 
     settings_cls = type("_Settings", (DeploySettings,), {"toml_files": (service_file, env_file)})
     try:
         raw: DeploySettings = settings_cls()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(
             f"configuration for {env!r} is invalid",
             expected=f"{service_file.name} + {env_file.name} matching gangway's schema",
@@ -446,6 +580,41 @@ def load_config(env: str, directory: Path | None = None, root: Path | None = Non
             remedy="fix the named keys (or the GANGWAY_* variable that overrides them)",
         ) from exc
     return _finish(raw, env, root)
+
+
+def _problem(err: Any) -> str:
+    """One validation error as ``key: message``, with a number/boolean input shown."""
+    text = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    value = err.get("input")
+    # Only non-text inputs are echoed: a text value may be a secret put in the wrong key.
+    if isinstance(value, bool | int | float) and err.get("type") != "value_error":
+        text += f" (found {value!r})"
+    return text
+
+
+def _function_name(key: str, name: str, explicit: bool, region: str) -> str:
+    """The function's name, checked locally against AWS's rules before any call carries it."""
+    arn = FUNCTION_ARN.fullmatch(name)
+    if FUNCTION_NAME.fullmatch(name) or (arn and arn["region"] == region):
+        return name
+    if arn:
+        problem = f"an ARN in region {arn['region']}, not the environment's {region}"
+    elif not name:
+        problem = "empty"
+    elif len(name) > 64:
+        problem = f"{len(name)} characters"
+    else:
+        problem = "characters other than A-Z a-z 0-9 - _"
+    raise ConfigError(
+        f"functions.{key}.name {name!r} is not a valid Lambda function name ({problem})",
+        expected="1-64 characters of A-Za-z0-9-_, or a full function ARN "
+        f"(arn:aws:lambda:{region}:ACCOUNT:function:NAME)",
+        found=f"{name!r} ({problem})",
+        remedy=f"fix functions.{key}.name"
+        if explicit
+        else f"the default name is <service.name>-<env>-<key>: set functions.{key}.name to a "
+        "name of at most 64 characters, or shorten service.name or the function's key",
+    )
 
 
 def _finish(raw: DeploySettings, env: str, root: Path) -> DeployConfig:
@@ -463,7 +632,14 @@ def _finish(raw: DeploySettings, env: str, root: Path) -> DeployConfig:
         resolved = {
             k: SecretStr(_resolve(v, lookup, f"functions.{key}.env.{k}")) for k, v in merged.items()
         }
-        name = spec.name or f"{raw.service.name}-{env}-{key.replace('_', '-')}"
+        name = _function_name(
+            key,
+            spec.name
+            if spec.name is not None
+            else f"{raw.service.name}-{env}-{key.replace('_', '-')}",
+            explicit=spec.name is not None,
+            region=raw.environment.aws.region,
+        )
         functions[key] = ResolvedFunction(
             key=key, name=name, spec=spec.model_copy(update={"env": merged}), env=resolved
         )

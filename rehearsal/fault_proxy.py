@@ -78,7 +78,7 @@ _LAMBDA_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("GET", r"^/[^/]+/policy/?$", "GetPolicy"),
     )
 )
-_LAMBDA_PATH = re.compile(r"^/20\d\d-\d\d-\d\d/functions(/.*)?$")
+_LAMBDA_PATH = re.compile(r"/20\d\d-\d\d-\d\d/functions(/.*)?")
 
 LAMBDA_THROTTLE_BODY = {
     "Type": "User",
@@ -127,7 +127,7 @@ def classify(method: str, target: str, headers: dict[str, str], seq: int = 0) ->
     path = parts.path or "/"
     amz_target = headers.get("x-amz-target", "")
     service, operation = "", f"{method} {path}"
-    lambda_path = _LAMBDA_PATH.match(path)
+    lambda_path = _LAMBDA_PATH.fullmatch(path)
     if amz_target and "." in amz_target:
         prefix, _, operation = amz_target.partition(".")
         service = _TARGET_VERSION.sub("", prefix).lower()

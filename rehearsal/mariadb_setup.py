@@ -22,7 +22,7 @@ from gangway.errors import StackError
 from rehearsal.system import LOOPBACK, MARIADB_RUNDIR, ports, prefect_env
 
 SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9_./:@+,=-]*$")
+SAFE_VALUE = re.compile(r"[A-Za-z0-9_./:@+,=-]*")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # A TCP login from 127.0.0.1 matches 'localhost' when the server resolves names and
 # '127.0.0.1' when it does not (skip-name-resolve): create both.
@@ -140,7 +140,7 @@ def read_stack_env(path: Path | None = None) -> dict[str, str]:
 
 
 def _quote(value: str) -> str:
-    if SAFE_VALUE.match(value):
+    if SAFE_VALUE.fullmatch(value):
         return value
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import subprocess
@@ -59,18 +60,51 @@ def resolve_sha(root: Path, sha: str) -> str:
         ) from exc
 
 
+def outside_repository(root: Path, paths: list[Path]) -> list[Path]:
+    """The paths (resolved, so symlinks and '..' count) that are not inside the repository."""
+    top = root.resolve()
+    return [p for p in paths if not p.resolve().is_relative_to(top)]
+
+
 def checkout_tree(root: Path, sha: str, paths: list[str], into: Path) -> Path:
-    """Extract paths of commit sha into a cache folder (reused), and return the folder."""
-    target = into / sha
+    """Extract paths of commit sha into a cache folder (reused), and return the folder.
+
+    paths are relative to root and inside it; anything else is refused (git archive would
+    crash on it), as is a path the commit does not hold.
+    """
+    bad = [p for p in paths if Path(p).is_absolute() or ".." in Path(p).parts]
+    if bad:
+        raise ConfigError(
+            f"cannot take {', '.join(bad)} from commit {sha[:12]}",
+            expected=f"paths inside the repository {root}, relative to it",
+            found=", ".join(bad),
+            remedy="use a path inside the repository for service.build.context, "
+            "service.build.dockerfile and service.migrations",
+        )
+    # One folder per (commit, set of paths): a later deploy asking for more paths of the same
+    # commit must not reuse a folder that lacks them.
+    key = hashlib.sha256("\0".join(sorted(paths)).encode()).hexdigest()[:12]
+    target = into / f"{sha}-{key}"
     if (target / ".complete").exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(root), "archive", "--format=tar", sha, "--", *paths],
-        check=True,
-        capture_output=True,
-    ).stdout
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", "--format=tar", sha, "--", *paths],
+            check=True,
+            capture_output=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        stderr = getattr(exc, "stderr", b"") or b""
+        raise ConfigError(
+            f"commit {sha[:12]} does not hold {', '.join(paths)}",
+            expected=f"{', '.join(paths)} in the tree of {sha[:12]}",
+            found=(stderr.decode(errors="replace").strip() or str(exc))[:300],
+            remedy="deploy a commit that has the service's build context and migrations, "
+            "or fix the paths in service.toml",
+        ) from exc
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
     (target / ".complete").write_text(sha)

@@ -7,21 +7,24 @@ and aliases unchanged.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gangway.config import REPO_ROOT
+from gangway.config import MAX_CONFIG_BYTES, REPO_ROOT
 from rehearsal import system
 from tasks import schema
-from tasks.ledger import DeployRecord
+from tasks.ledger import DeployRecord, Outcome
 
-from .conftest import FAULTS_ENV, FaultRun
+from .conftest import FAULTS_ENV, TRACEBACK, Attempt, FaultRun
 
 pytestmark = pytest.mark.stack
 
@@ -33,6 +36,29 @@ def deployments_copy(tmp_path: Path) -> Path:
     target = tmp_path / "deployments"
     shutil.copytree(REPO_ROOT / "deployments", target)
     return target
+
+
+def set_in_toml(path: Path, table: str, line: str) -> None:
+    """Put ``line`` into ``[table]`` of a TOML file, under its header or in a new table."""
+    text = path.read_text()
+    header = f"[{table}]\n"
+    if header in text:
+        path.write_text(text.replace(header, header + line + "\n", 1))
+    else:
+        path.write_text(f"{text}\n{header}{line}\n")
+
+
+# A Prefect log line at ERROR level, e.g. "12:00:00.123 | ERROR   | Flow run 'x' - ...".
+PREFECT_ERROR = re.compile(r"\|\s*ERROR\s*\|")
+
+
+def assert_refused_before_prefect(attempt: Attempt) -> None:
+    """Bad input is exit 2 and refused before a flow run exists: no Prefect run repeats it."""
+    assert attempt.exit_code == EXIT_BAD_INPUT, attempt.output[-3000:]
+    assert not PREFECT_ERROR.search(attempt.output), attempt.output[-3000:]
+    assert "Encountered exception" not in attempt.output, attempt.output[-3000:]
+    assert attempt.record is not None and attempt.record.flow_run_id is None, attempt.record
+    assert len(attempt.records) == 1, [r.deploy_id for r in attempt.records]
 
 
 @pytest.mark.fault("malformed config file (a TOML syntax error)", group="input")
@@ -150,3 +176,144 @@ def test_promoting_a_digest_the_registry_does_not_hold_is_refused(
         boundary="registry",
         says=(str(validated_head.image_digest), empty_registry, "without --promote"),
     )
+
+
+@pytest.mark.fault("a boolean where a number belongs (timeout = true)", group="input")
+def test_boolean_for_a_number_is_refused(fault: FaultRun, tmp_path: Path) -> None:
+    broken = deployments_copy(tmp_path)
+    set_in_toml(broken / f"{FAULTS_ENV}.toml", "functions.api", "timeout = true")
+    attempt = fault.cli("deploy", "--env", FAULTS_ENV, env={"GANGWAY_DEPLOYMENTS": str(broken)})
+    assert_refused_before_prefect(attempt)
+    fault.refused(attempt, says=("functions.api.timeout", "expected an integer", "boolean true"))
+
+
+@pytest.mark.fault("non-finite bake interval (bake_invoke_interval_s = inf)", group="input")
+def test_infinite_bake_interval_is_refused(fault: FaultRun, tmp_path: Path) -> None:
+    broken = deployments_copy(tmp_path)
+    set_in_toml(broken / f"{FAULTS_ENV}.toml", "environment.deploy", "bake_invoke_interval_s = inf")
+    # A canary, so the interval would be used: today it raised OverflowError after traffic moved.
+    attempt = fault.cli(
+        "deploy",
+        "--env",
+        FAULTS_ENV,
+        "--canary",
+        "50",
+        "--bake",
+        "5",
+        env={"GANGWAY_DEPLOYMENTS": str(broken)},
+    )
+    assert_refused_before_prefect(attempt)
+    fault.refused(attempt, says=("environment.deploy.bake_invoke_interval_s = inf", "finite"))
+
+
+@pytest.mark.fault("handler with a trailing newline (GANGWAY_* override)", group="input")
+def test_handler_with_a_trailing_newline_is_refused(fault: FaultRun) -> None:
+    attempt = fault.cli(
+        "deploy",
+        "--env",
+        FAULTS_ENV,
+        env={"GANGWAY_FUNCTIONS__API__HANDLER": "app.api.handler\n"},
+    )
+    assert_refused_before_prefect(attempt)
+    fault.refused(attempt, says=("functions.api.handler", "'app.api.handler\\n'"))
+
+
+@pytest.mark.fault("function name of 65 characters", group="input")
+def test_function_name_over_64_characters_is_refused_locally(
+    fault: FaultRun, tmp_path: Path
+) -> None:
+    broken = deployments_copy(tmp_path)
+    name = "gangway-fault-" + "n" * 51
+    assert len(name) == 65
+    set_in_toml(broken / f"{FAULTS_ENV}.toml", "functions.api", f'name = "{name}"')
+    attempt = fault.cli("deploy", "--env", FAULTS_ENV, env={"GANGWAY_DEPLOYMENTS": str(broken)})
+    assert_refused_before_prefect(attempt)
+    assert "[aws]" not in attempt.output, "checked locally, before any AWS call"
+    fault.refused(attempt, says=("functions.api.name", "65 characters", "1-64 characters"))
+
+
+@pytest.mark.fault("--bake above the environment's max_bake_s", group="input")
+def test_bake_above_max_bake_s_is_refused(fault: FaultRun) -> None:
+    attempt = fault.cli("deploy", "--env", FAULTS_ENV, "--canary", "10", "--bake", "1000000000")
+    assert_refused_before_prefect(attempt)
+    fault.refused(attempt, says=("--bake 1000000000", "max_bake_s = 3600"))
+
+
+@pytest.mark.fault("configuration file above 1 MiB", group="input")
+def test_config_file_above_one_mib_is_refused(fault: FaultRun, tmp_path: Path) -> None:
+    broken = deployments_copy(tmp_path)
+    env_file = broken / f"{FAULTS_ENV}.toml"
+    env_file.write_text(env_file.read_text() + "#" * MAX_CONFIG_BYTES + "\n")
+    attempt = fault.cli("deploy", "--env", FAULTS_ENV, env={"GANGWAY_DEPLOYMENTS": str(broken)})
+    assert_refused_before_prefect(attempt)
+    fault.refused(attempt, says=(f"{FAULTS_ENV}.toml", "1 MiB", f"{env_file.stat().st_size} bytes"))
+
+
+def unseen_commit() -> str:
+    """A commit no deploy ever named: HEAD's tree under a new commit object.
+
+    No ref, index or file moves (``git commit-tree`` only writes the object), so the working
+    tree other work shares is untouched; a later ``git gc`` drops it.
+    """
+    identity = {
+        "GIT_AUTHOR_NAME": "gangway fault matrix",
+        "GIT_AUTHOR_EMAIL": "faults@gangway.invalid",
+        "GIT_COMMITTER_NAME": "gangway fault matrix",
+        "GIT_COMMITTER_EMAIL": "faults@gangway.invalid",
+    }
+    return subprocess.run(
+        [
+            "git",
+            "-C",
+            str(REPO_ROOT),
+            "commit-tree",
+            "HEAD^{tree}",
+            "-p",
+            "HEAD",
+            "-m",
+            f"fault row: outside build context {uuid.uuid4().hex}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **identity},
+    ).stdout.strip()
+
+
+@pytest.mark.fault(
+    "build context outside the repository (absolute), deployed by --sha, then promoted",
+    group="input",
+)
+def test_build_context_outside_the_repository_is_dirty_and_never_promoted(
+    fault: FaultRun, tmp_path: Path
+) -> None:
+    context = tmp_path / "context"
+    shutil.copytree(
+        REPO_ROOT / "service",
+        context,
+        ignore=shutil.ignore_patterns("vendor", "__pycache__", ".pytest_cache"),
+    )
+    commit = unseen_commit()
+    # Not a refusal: the context cannot come from the commit, so it is used from disk as is
+    # (git archive used to crash on the absolute path, with no record) and the build is dirty.
+    built = fault.cli(
+        "deploy",
+        "--env",
+        FAULTS_ENV,
+        "--sha",
+        commit,
+        env={"GANGWAY_SERVICE__BUILD__CONTEXT": str(context)},
+    )
+    assert built.exit_code == 0, built.output[-3000:]
+    assert TRACEBACK not in built.output, built.output[-3000:]
+    record = built.record
+    assert record is not None and record.outcome is Outcome.SUCCEEDED, record
+    assert record.commit_sha == commit and record.dirty, record
+    assert f":{commit}-dirty" in str(record.image_ref), record.image_ref
+    fault.rebaseline()  # the dirty build is live now, on purpose
+
+    attempt = fault.cli("deploy", "--env", FAULTS_ENV, "--sha", commit, "--promote")
+    assert attempt.exit_code == EXIT_BAD_INPUT, attempt.output[-3000:]
+    assert not PREFECT_ERROR.search(attempt.output), attempt.output[-3000:]
+    refused = fault.refused(attempt, says=(commit[:12], "no validated image to promote", "(dirty)"))
+    assert refused.commit_sha == commit
