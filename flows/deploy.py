@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
 
@@ -29,14 +30,20 @@ from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.evidence import Check, GateFailed, GateResult, Strength
 from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan, render_plan
 from gangway.render import gate_markdown
-from tasks import lambda_deploy, migrations, steps
+from tasks import lambda_deploy, logs_scan, migrations, steps
 from tasks.env_lock import deploy_lock
 from tasks.image_build import BuiltImage
 from tasks.ledger import DeployRecord, FunctionMove, Ledger, Outcome, StepRecord
 from tasks.promotion import confirm_in_registry, find_validated
 from tasks.registry import PushedImage
 from tasks.smoke import SmokeOutcome, smoke_invoke
-from tasks.source import SourceRevision, checkout_tree, resolve_sha, source_revision
+from tasks.source import (
+    SourceRevision,
+    checkout_tree,
+    outside_repository,
+    resolve_sha,
+    source_revision,
+)
 
 T = TypeVar("T")
 
@@ -66,29 +73,42 @@ class Observed:
 
 
 def resolve_source(config: DeployConfig, sha: str | None) -> tuple[DeployConfig, SourceRevision]:
-    """The revision to deploy and a config whose build context and migrations hold its tree."""
-    inputs = [
-        config.build_context,
-        config.build_context / config.service.build.dockerfile,
-        config.migrations_dir,
-    ]
-    inside = [p for p in inputs if p.resolve().is_relative_to(config.root.resolve())]
+    """The revision to deploy and a config whose build context and migrations hold its tree.
+
+    A build input outside the repository (context, Dockerfile, migrations) is not part of any
+    commit: the image is not what the SHA alone describes, so the revision is dirty (tagged so,
+    never promotable). With a SHA such an input cannot come from the commit: it is used from
+    disk as it is, and everything inside the repository comes from the commit.
+    """
+    root = config.root.resolve()
+    dockerfile = (config.build_context / config.service.build.dockerfile).resolve()
+    inputs = [config.build_context, dockerfile, config.migrations_dir]
+    outside = outside_repository(root, inputs)
+    inside = [p for p in inputs if p not in outside]
     head = source_revision(config.root, inside)
-    if len(inside) < len(inputs):
-        # A build input outside the repository is not part of the commit: the image is not
-        # what the SHA alone describes, so it is marked (and tagged) dirty.
+    if outside:
         head = SourceRevision(sha=head.sha, dirty=True)
     if sha is None:
         return config, head
     full = resolve_sha(config.root, sha)
     if full == head.sha and not head.dirty:
         return config, head
-    rel = [
-        str(config.service.build.context),
-        str(config.service.migrations),
-    ]
-    tree = checkout_tree(config.root, full, rel, gangway_home() / "src")
-    return config.model_copy(update={"root": tree}), SourceRevision(sha=full, dirty=False)
+    revision = SourceRevision(sha=full, dirty=bool(outside))
+    rel = sorted({str(p.resolve().relative_to(root)) for p in inside})
+    tree = checkout_tree(config.root, full, rel, gangway_home() / "src") if rel else root
+    if not outside:
+        return config.model_copy(update={"root": tree}), revision
+
+    def placed(path: Path) -> Path:
+        return path if path in outside else tree / path.resolve().relative_to(root)
+
+    build = config.service.build.model_copy(
+        update={"context": placed(config.build_context), "dockerfile": str(placed(dockerfile))}
+    )
+    service = config.service.model_copy(
+        update={"build": build, "migrations": placed(config.migrations_dir)}
+    )
+    return config.model_copy(update={"root": tree, "service": service}), revision
 
 
 def observe(config: DeployConfig) -> Observed:
@@ -164,6 +184,10 @@ class Deployment:
             }
         )
         self.versions: dict[str, lambda_deploy.DeployedVersion] = {}
+        # The functions whose alias a canary really moves (their new version is not live yet).
+        self.canaried: set[str] = set()
+        self.already_live = ""  # set when a canary has nothing to shift: the success message
+        self.inconclusive = ""  # set when the bake ended without enough canary traffic
         self.correlation_id = uuid.uuid4().hex
         self.deploy_started_ms = 0
 
@@ -194,13 +218,21 @@ class Deployment:
             self.gate("config gate", lambda: steps.config_gate(self.config, self.observed.live))
             self.timed("deploy", lambda: self.deploy_versions(pushed.by_digest))
             self.timed("shift traffic", self.shift_traffic)
+            if self.already_live:
+                self.record.steps[-1] = self.record.steps[-1].model_copy(
+                    update={"status": "skipped", "detail": self.already_live}
+                )
             outcomes = self.smoke()
             self.gate("log scan", self.scan_logs)
             self.gate("ground truth", lambda: self.ground_truth(outcomes))
-            if self.plan.traffic.is_canary:
+            if self.plan.traffic.is_canary and self.canaried:
                 self.gate("bake", self.bake)
                 self.timed("full shift", self.full_shift)
-            self.finish(Outcome.SUCCEEDED, "deployed and verified")
+            elif self.plan.traffic.is_canary:
+                self.record.steps.append(
+                    StepRecord(name="bake", status="skipped", detail=self.already_live)
+                )
+            self.finish(Outcome.SUCCEEDED, self.already_live or "deployed and verified")
         except GateFailed as exc:
             self.fail(self.current_step, exc, gate=exc.result)
         except GangwayError as exc:
@@ -297,25 +329,56 @@ class Deployment:
         self.deploy_started_ms = int(time.time() * 1000)
 
     def shift_traffic(self) -> None:
+        if self.plan.traffic.is_canary:
+            self.canaried = {k for k in self.versions if not self._already_live(k)}
+            if not self.canaried:
+                self._nothing_to_shift()
+                return
+            for key in sorted(set(self.versions) - self.canaried):
+                self.record.notes.append(
+                    f"nothing to shift for {key}: version {self.versions[key].version} already live"
+                )
+        moving = self.canaried if self.plan.traffic.is_canary else set(self.versions)
         # Recorded BEFORE the call: a kill in between still knows where to go back.
-        for key in self.versions:
+        for key in moving:
             self.record.functions[key].alias_moved = True
         self.save()
         if self.plan.traffic.is_canary:
             targets = {
                 v.name: (self.record.functions[k].version_before or "$LATEST", v.version)
                 for k, v in self.versions.items()
+                if k in moving
             }
             steps.set_canaries(self.config, targets, self.plan.traffic.canary_percent)
         else:
             self.full_shift()
+
+    def _already_live(self, key: str) -> bool:
+        """The alias already sends all its traffic to this function's new version."""
+        before = self.versions[key].previous_alias
+        return before.version == self.versions[key].version and not before.weights
+
+    def _nothing_to_shift(self) -> None:
+        # A canary of what already serves all traffic cannot be split or baked; the deploy
+        # still smokes it through the alias (evidence the live version works) and succeeds.
+        found = sorted({v.version for v in self.versions.values()}, key=lambda v: (len(v), v))
+        which = (
+            f"version {found[0]}"
+            if len(found) == 1
+            else "versions " + ", ".join(f"{k} {v.version}" for k, v in self.versions.items())
+        )
+        self.already_live = (
+            f"nothing to shift: {which} already live on alias {self.config.environment.alias} "
+            "(no canary split, no bake); smoke, log scan and ground truth verified it"
+        )
+        self.record.notes.append(self.already_live)
 
     def full_shift(self) -> None:
         steps.shift_aliases(self.config, {v.name: v.version for v in self.versions.values()})
 
     def qualifier(self, key: str) -> str:
         """Smoke through the alias when it routes all traffic; the version itself in a canary."""
-        if self.plan.traffic.is_canary:
+        if key in self.canaried:
             return self.versions[key].version
         return self.config.environment.alias
 
@@ -357,41 +420,152 @@ class Deployment:
         return GateResult.combine("ground truth", "data", Strength.GROUND_TRUTH, results)
 
     def bake(self) -> GateResult:
+        """Hold the canary for the bake window, then judge the new versions on what they served
+        inside it: their invocations in the logs plus every synthetic response, validated."""
         policy = self.config.environment.deploy
-        deadline = time.monotonic() + self.plan.traffic.bake_s
-        sent = 0
-        while time.monotonic() < deadline:
-            for case in self.config.smoke:
-                if case.ground_truth is None:
-                    smoke_invoke(
-                        self.config, case, self.config.environment.alias, self.correlation_id
-                    )
-                    sent += 1
-            time.sleep(policy.bake_invoke_interval_s)
-        by_name = steps.count_invocations(
-            self.config, {v.name: v.version for v in self.versions.values()}, self.deploy_started_ms
+        started_ms = int(time.time() * 1000)
+        synthetic = self._synthetic_traffic(time.monotonic() + self.plan.traffic.bake_s)
+        moving = {k: self.versions[k] for k in sorted(self.canaried)}
+        tally = {k: BakeTally.of(self._on_version(synthetic, k)) for k in moving}
+        counts = steps.count_canary(
+            self.config,
+            {v.name: v.version for v in moving.values()},
+            started_ms,
+            {v.name: tally[k].awaited for k, v in moving.items()},
         )
-        counts = {k: by_name[v.name] for k, v in self.versions.items()}
-        invocations = sum(n for n, _ in counts.values())
-        errors = sum(e for _, e in counts.values())
+        for key, version in moving.items():
+            tally[key].add_logs(counts[version.name])
+        invocations = sum(t.invocations for t in tally.values())
+        errors = sum(t.errors for t in tally.values())
+        new = sum(len(t.new) for t in tally.values())
+        old = sum(len(t.old) for t in tally.values())
+        unknown = [o for o in synthetic if o.executed_version is None]
+        failed = [f for t in tally.values() for f in t.failures]
         rate = errors / invocations if invocations else 0.0
+        window = f"the {self.plan.traffic.bake_s}s bake window"
+        if policy.bake_synthetic:
+            sent = (
+                f"{len(synthetic)} synthetic invokes through alias "
+                f"{self.config.environment.alias}: {new} ran the new version, {old} the old"
+                + (f", {len(unknown)} no version (no answer)" if unknown else "")
+            )
+        else:
+            sent = "synthetic traffic off (environment.deploy.bake_synthetic = false)"
+        evidence = {k: t.evidence() for k, t in tally.items()}
+        rate_ok = errors == 0 or (invocations > 0 and rate <= policy.error_rate_threshold)
+        unseen = sorted(r for t in tally.values() for r in t.unseen)
+        enough = invocations >= policy.min_canary_invocations
+        # Inconclusive (Argo Rollouts' sense): nothing failed, but too little to pass on.
+        inconclusive = rate_ok and not unseen and not enough
         checks = [
             Check(
                 name="canary error rate",
-                ok=invocations > 0 and rate <= policy.error_rate_threshold,
+                ok=rate_ok,
                 expected=f"≤ {policy.error_rate_threshold:.0%} errors over the new versions' "
-                "invocations (and at least one invocation)",
-                found=f"{errors} errors in {invocations} invocations ({rate:.1%}); "
-                f"{sent} synthetic invokes sent through the alias",
-                remedy="read the new version's logs; the alias was put back on the old version",
-                evidence={k: {"invocations": n, "errors": e} for k, (n, e) in counts.items()},
-            )
+                f"invocations in {window} (log errors and synthetic responses that failed "
+                "the smoke checks)",
+                found=f"{errors} errors in {invocations} canary invocations ({rate:.1%}); {sent}"
+                + (f"; first failure: {failed[0]}" if failed else ""),
+                remedy=""
+                if rate_ok
+                else "read the new version's logs and the failed responses; the alias was put "
+                "back on the old version",
+                evidence=evidence,
+            ),
+            Check(
+                name="canary logs delivered",
+                ok=not unseen,
+                expected="a REPORT line for every synthetic invoke that ran the new version",
+                found="all delivered"
+                if not unseen
+                else f"not delivered within environment.deploy.bake_log_wait_s = "
+                f"{policy.bake_log_wait_s:g}s: {', '.join(unseen[:10])}",
+                remedy=""
+                if not unseen
+                else "unread logs cannot clear a canary: check the execution role may write "
+                "logs; raise environment.deploy.bake_log_wait_s if delivery is just slow",
+            ),
+            Check(
+                name="canary traffic",
+                ok=enough,
+                expected=f"≥ {policy.min_canary_invocations} invocations of the new versions in "
+                f"{window}, real and synthetic alike "
+                f"(environment.deploy.min_canary_invocations)",
+                found=f"{invocations} canary invocations"
+                if enough
+                else ("inconclusive: " if inconclusive else "")
+                + f"{invocations} canary invocations < minimum "
+                f"{policy.min_canary_invocations} in {window} "
+                f"({self.plan.traffic.canary_percent}% canary; {sent})",
+                # With errors already failing the canary, more traffic is not the remedy.
+                remedy=self._traffic_remedy() if inconclusive else "",
+            ),
         ]
+        if inconclusive:
+            self.inconclusive = (
+                f"inconclusive: {invocations} canary invocations < minimum "
+                f"{policy.min_canary_invocations}"
+            )
         return GateResult(
             gate="bake",
             boundary="observability",
             strength=Strength.OBSERVABILITY,
             checks=tuple(checks),
+        )
+
+    def _synthetic_traffic(self, deadline: float) -> list[SmokeOutcome]:
+        """Send the smoke cases without ground truth through the alias until the window ends
+        (the bake is never cut short); with synthetic traffic off, only wait."""
+        policy = self.config.environment.deploy
+        cases = [
+            c for c in self.config.smoke if c.ground_truth is None and c.function in self.canaried
+        ]
+        if not policy.bake_synthetic:
+            cases = []
+        sent: list[SmokeOutcome] = []
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not cases:
+                time.sleep(remaining)
+                break
+            for case in cases:
+                if time.monotonic() >= deadline:
+                    break
+                sent.append(
+                    smoke_invoke(
+                        self.config, case, self.config.environment.alias, self.correlation_id
+                    )
+                )
+            time.sleep(max(0.0, min(policy.bake_invoke_interval_s, deadline - time.monotonic())))
+        return sent
+
+    def _on_version(
+        self, outcomes: list[SmokeOutcome], key: str
+    ) -> tuple[list[SmokeOutcome], list[SmokeOutcome]]:
+        """(invokes of key that ran its new version, those that ran the old one)."""
+        mine = [o for o in outcomes if o.function == key]
+        new = self.versions[key].version
+        return (
+            [o for o in mine if o.executed_version == new],
+            [o for o in mine if o.executed_version not in (new, None)],
+        )
+
+    def _traffic_remedy(self) -> str:
+        env = self.config.environment.name
+        policy = self.config.environment.deploy
+        ways = [
+            "send real traffic to the alias during the bake",
+            "bake longer (--bake) or raise --canary",
+            f"lower min_canary_invocations for {env} ([environment.deploy] in "
+            f"deployments/{env}.toml, or GANGWAY_ENVIRONMENT__DEPLOY__MIN_CANARY_INVOCATIONS)",
+        ]
+        if not policy.bake_synthetic:
+            ways.append(
+                "turn synthetic traffic on (environment.deploy.bake_synthetic = true, or "
+                "GANGWAY_ENVIRONMENT__DEPLOY__BAKE_SYNTHETIC=true)"
+            )
+        return (
+            "too little canary traffic to judge the new version, so it was not promoted (the "
+            "alias was put back on the old version): " + "; ".join(ways)
         )
 
     # -- endings ------------------------------------------------------------------------
@@ -455,6 +629,9 @@ class Deployment:
         else:
             outcome = Outcome.FAILED
         summary = f"{outcome.value} at {step}"
+        if self.inconclusive and gate is not None and gate.gate == "bake":
+            # Not a failure of the canary, not a pass either: too little traffic to judge it.
+            summary += f" ({self.inconclusive})"
         if moved:
             summary += f"; rollback {self.record.rollback['result']}"  # type: ignore[index]
         if self.record.schema_after and self.record.schema_after != self.record.schema_before:
@@ -490,6 +667,79 @@ class Deployment:
 
     def save(self) -> None:
         self.record = self.ledger.save(self.record)
+
+
+@dataclass
+class BakeTally:
+    """One function's canary in the bake: its synthetic invokes and its logged invocations."""
+
+    new: list[SmokeOutcome]
+    old: list[SmokeOutcome]
+    logged: frozenset[str] = frozenset()
+    log_errors: frozenset[str] = frozenset()
+    orphan_errors: int = 0
+    unseen: tuple[str, ...] = ()
+    first_log_error: str = ""
+
+    @classmethod
+    def of(cls, split: tuple[list[SmokeOutcome], list[SmokeOutcome]]) -> BakeTally:
+        """A tally of the (new, old) synthetic invokes, before the logs are read."""
+        return cls(new=split[0], old=split[1])
+
+    @property
+    def awaited(self) -> list[str]:
+        """Request ids whose log lines the count must wait for: the invokes that ran the new
+        version and answered well (a failed one already counts as an error)."""
+        return [o.request_id for o in self.new if o.ok and o.request_id]
+
+    def add_logs(self, count: logs_scan.WindowCount) -> None:
+        """Merge what the new version's logs show in the window."""
+        self.logged, self.log_errors = count.invocations, count.errored
+        self.orphan_errors, self.unseen = count.orphan_errors, count.unseen
+        self.first_log_error = count.first_error
+
+    def _ids(self, outcomes: list[SmokeOutcome]) -> tuple[set[str], int]:
+        ids = {o.request_id for o in outcomes if o.request_id}
+        return ids, sum(1 for o in outcomes if not o.request_id)
+
+    @property
+    def invocations(self) -> int:
+        """The new version's invocations in the window: logged or synthetic, by request id."""
+        ids, anonymous = self._ids(self.new)
+        return len(self.logged | ids) + anonymous
+
+    @property
+    def errors(self) -> int:
+        """Failed invocations: an error in the logs, or a response that failed validation."""
+        ids, anonymous = self._ids([o for o in self.new if not o.ok])
+        return len(self.log_errors | ids) + anonymous + self.orphan_errors
+
+    @property
+    def failures(self) -> list[str]:
+        """The first message of each failure: failed responses, then the first log error."""
+        found = [
+            f"{o.case} (request {o.request_id or '?'}): {c.name}: {c.found}"[:300]
+            for o in self.new
+            if not o.ok
+            for c in o.result.failures[:1]
+        ]
+        if self.first_log_error:
+            found.append(f"log: {self.first_log_error}")
+        return found
+
+    def evidence(self) -> dict[str, object]:
+        """What the ledger keeps of this function's bake."""
+        return {
+            "invocations": self.invocations,
+            "errors": self.errors,
+            "logged": len(self.logged),
+            "synthetic_new": len(self.new),
+            "synthetic_old": len(self.old),
+            "synthetic_failed_new": sum(1 for o in self.new if not o.ok),
+            "synthetic_failed_old": sum(1 for o in self.old if not o.ok),
+            "unseen": list(self.unseen),
+            "failures": self.failures[:3],
+        }
 
 
 def _slug(name: str) -> str:
@@ -610,7 +860,11 @@ class Request:
 def validate_request(
     env: str, sha: str | None, canary_percent: int, bake_s: int, promote: bool = False
 ) -> Request:
-    """Check every input before any side effect: traffic, configuration, SHA, promoted image."""
+    """Check every input before any side effect: traffic, configuration, SHA, promoted image.
+
+    A plain function: the CLI calls it before the flow run starts, so bad input is refused
+    (exit 2) without a failed Prefect run; the flow calls it again for runs started elsewhere.
+    """
     if promote and not sha:
         raise ConfigError(
             "a promotion needs the commit whose image it promotes",
@@ -633,6 +887,16 @@ def validate_request(
             remedy="pass --bake SECONDS",
         )
     config = load_config(env)
+    policy = config.environment.deploy
+    if bake_s > policy.max_bake_s:
+        raise ConfigError(
+            f"a bake of {bake_s}s is longer than {env} allows",
+            expected=f"--bake at most environment.deploy.max_bake_s = {policy.max_bake_s}s "
+            f"(a bake holds {env}'s deploy lock throughout)",
+            found=f"--bake {bake_s}",
+            remedy=f"pass --bake {policy.max_bake_s} or less, or raise max_bake_s under "
+            f"[environment.deploy] in {env}.toml",
+        )
     if not config.smoke:
         raise ConfigError(
             "the service declares no smoke cases",

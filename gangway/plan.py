@@ -164,12 +164,14 @@ def make_plan(
         PlannedStep("ground truth", "data", "rows and objects the smoke cases wrote", ROLLBACK),
     ]
     if traffic.is_canary:
+        policy = config.environment.deploy
         steps.append(
             PlannedStep(
                 "bake",
                 "observability",
                 f"{traffic.bake_s}s; error rate of the new version ≤ "
-                f"{config.environment.deploy.error_rate_threshold:.0%}; then full shift",
+                f"{policy.error_rate_threshold:.0%} over ≥ {policy.min_canary_invocations} "
+                "invocations in the window (fewer: inconclusive, rolled back); then full shift",
                 ROLLBACK,
             )
         )

@@ -684,7 +684,8 @@ def set_canary(
             f"invalid canary for {name}",
             expected="two different versions and 0 < percent < 100",
             found=f"stable {stable_version}, new {new_version}, {percent}%",
-            remedy="use shift_alias to move all traffic at once",
+            remedy="deploy without --canary to move all traffic at once (a canary needs a new "
+            "version that differs from the one the alias serves), or pass --canary 1 to 99",
         )
     weights = {new_version: round(percent / 100, 6)}
     return _update_alias(client(config, "lambda"), config, name, stable_version, weights)

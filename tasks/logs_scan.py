@@ -451,3 +451,54 @@ def count_invocations(
     summary, _ = collect(config, function_name, version, since_ms, wait_s=0)
     errors = len(summary.errored_requests) + summary.orphan_errors
     return summary.report_lines, errors
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """The version's invocations inside a window, by request id, from its log lines."""
+
+    invocations: frozenset[str]
+    errored: frozenset[str]
+    orphan_errors: int
+    unseen: tuple[str, ...]
+    first_error: str = ""
+
+
+def count_window(
+    config: DeployConfig,
+    function_name: str,
+    version: str,
+    since_ms: int,
+    *,
+    request_ids: Sequence[str] = (),
+    wait_s: float = 0.0,
+) -> WindowCount:
+    """Invocations (REPORT lines) of the version whose log events are at or after since_ms.
+
+    Events are filtered by their own timestamps, not by stream: on AWS a warm container's
+    stream holds earlier invocations (the smoke invokes) too. request_ids, the invokes known to
+    have run this version in the window, are waited for up to wait_s; the ones still missing
+    are returned as unseen, so a slow log delivery cannot pass for a quiet canary.
+    Raises AwsError when the logs cannot be read.
+    """
+    request_ids = [r for r in request_ids if r]
+    summary, _ = collect(
+        config,
+        function_name,
+        version,
+        since_ms,
+        request_ids=request_ids,
+        wait_s=wait_s if request_ids else 0.0,
+    )
+    # An invocation still running when the logs are read has no REPORT yet; when it has
+    # already logged an error it counts, as a failed one (never dropped as "not finished").
+    errored = frozenset(summary.errored_requests)
+    counted = frozenset(summary.reported) | errored
+    lines = [line for kind, _ in ERROR_KINDS for line in summary.errors[kind]]
+    return WindowCount(
+        invocations=counted,
+        errored=errored,
+        orphan_errors=summary.orphan_errors,
+        unseen=tuple(sorted(set(request_ids) - counted)),
+        first_error=_quote(lines[:1], config.secret_values()) if lines else "",
+    )

@@ -197,6 +197,31 @@ def count_invocations(
     )
 
 
+# The count waits (bounded by environment.deploy.bake_log_wait_s, at most 300 s) for the log
+# lines of the bake's invokes that ran the new version; the timeout leaves room for it.
+@step("count canary invocations", timeout_s=420, retries=2)
+def count_canary(
+    config: DeployConfig,
+    versions: dict[str, str],
+    since_ms: int,
+    request_ids: dict[str, list[str]],
+) -> dict[str, logs_scan.WindowCount]:
+    """Each new version's invocations since since_ms (function name → version), waiting for
+    the request ids known to have run it."""
+    wait_s = config.environment.deploy.bake_log_wait_s
+    return _each(
+        lambda name: logs_scan.count_window(
+            config,
+            name,
+            versions[name],
+            since_ms,
+            request_ids=request_ids.get(name, []),
+            wait_s=wait_s,
+        ),
+        list(versions),
+    )
+
+
 @step("ground truth", timeout_s=120, retries=2)
 def check_ground_truth(
     config: DeployConfig, case: SmokeCase, payload: dict | None, correlation_id: str
