@@ -27,10 +27,10 @@ from prefect.states import Crashed
 
 from gangway.config import DeployConfig, gangway_home, load_config
 from gangway.errors import ConfigError, GangwayError, RegistryError
-from gangway.evidence import Check, GateFailed, GateResult, Strength
+from gangway.evidence import GateFailed, GateResult, Strength
 from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan, render_plan
 from gangway.render import gate_markdown
-from tasks import lambda_deploy, logs_scan, migrations, steps
+from tasks import canary, lambda_deploy, migrations, steps
 from tasks.env_lock import deploy_lock
 from tasks.image_build import BuiltImage
 from tasks.ledger import DeployRecord, FunctionMove, Ledger, Outcome, StepRecord
@@ -422,11 +422,10 @@ class Deployment:
     def bake(self) -> GateResult:
         """Hold the canary for the bake window, then judge the new versions on what they served
         inside it: their invocations in the logs plus every synthetic response, validated."""
-        policy = self.config.environment.deploy
         started_ms = int(time.time() * 1000)
         synthetic = self._synthetic_traffic(time.monotonic() + self.plan.traffic.bake_s)
         moving = {k: self.versions[k] for k in sorted(self.canaried)}
-        tally = {k: BakeTally.of(self._on_version(synthetic, k)) for k in moving}
+        tally = {k: canary.BakeTally.of(synthetic, k, self.versions[k].version) for k in moving}
         counts = steps.count_canary(
             self.config,
             {v.name: v.version for v in moving.values()},
@@ -435,83 +434,16 @@ class Deployment:
         )
         for key, version in moving.items():
             tally[key].add_logs(counts[version.name])
-        invocations = sum(t.invocations for t in tally.values())
-        errors = sum(t.errors for t in tally.values())
-        new = sum(len(t.new) for t in tally.values())
-        old = sum(len(t.old) for t in tally.values())
-        unknown = [o for o in synthetic if o.executed_version is None]
-        failed = [f for t in tally.values() for f in t.failures]
-        rate = errors / invocations if invocations else 0.0
-        window = f"the {self.plan.traffic.bake_s}s bake window"
-        if policy.bake_synthetic:
-            sent = (
-                f"{len(synthetic)} synthetic invokes through alias "
-                f"{self.config.environment.alias}: {new} ran the new version, {old} the old"
-                + (f", {len(unknown)} no version (no answer)" if unknown else "")
-            )
-        else:
-            sent = "synthetic traffic off (environment.deploy.bake_synthetic = false)"
-        evidence = {k: t.evidence() for k, t in tally.items()}
-        rate_ok = errors == 0 or (invocations > 0 and rate <= policy.error_rate_threshold)
-        unseen = sorted(r for t in tally.values() for r in t.unseen)
-        enough = invocations >= policy.min_canary_invocations
-        # Inconclusive (Argo Rollouts' sense): nothing failed, but too little to pass on.
-        inconclusive = rate_ok and not unseen and not enough
-        checks = [
-            Check(
-                name="canary error rate",
-                ok=rate_ok,
-                expected=f"≤ {policy.error_rate_threshold:.0%} errors over the new versions' "
-                f"invocations in {window} (log errors and synthetic responses that failed "
-                "the smoke checks)",
-                found=f"{errors} errors in {invocations} canary invocations ({rate:.1%}); {sent}"
-                + (f"; first failure: {failed[0]}" if failed else ""),
-                remedy=""
-                if rate_ok
-                else "read the new version's logs and the failed responses; the alias was put "
-                "back on the old version",
-                evidence=evidence,
+        verdict = canary.judge_bake(
+            self.config.environment,
+            canary.BakeWindow(
+                bake_s=self.plan.traffic.bake_s, canary_percent=self.plan.traffic.canary_percent
             ),
-            Check(
-                name="canary logs delivered",
-                ok=not unseen,
-                expected="a REPORT line for every synthetic invoke that ran the new version",
-                found="all delivered"
-                if not unseen
-                else f"not delivered within environment.deploy.bake_log_wait_s = "
-                f"{policy.bake_log_wait_s:g}s: {', '.join(unseen[:10])}",
-                remedy=""
-                if not unseen
-                else "unread logs cannot clear a canary: check the execution role may write "
-                "logs; raise environment.deploy.bake_log_wait_s if delivery is just slow",
-            ),
-            Check(
-                name="canary traffic",
-                ok=enough,
-                expected=f"≥ {policy.min_canary_invocations} invocations of the new versions in "
-                f"{window}, real and synthetic alike "
-                f"(environment.deploy.min_canary_invocations)",
-                found=f"{invocations} canary invocations"
-                if enough
-                else ("inconclusive: " if inconclusive else "")
-                + f"{invocations} canary invocations < minimum "
-                f"{policy.min_canary_invocations} in {window} "
-                f"({self.plan.traffic.canary_percent}% canary; {sent})",
-                # With errors already failing the canary, more traffic is not the remedy.
-                remedy=self._traffic_remedy() if inconclusive else "",
-            ),
-        ]
-        if inconclusive:
-            self.inconclusive = (
-                f"inconclusive: {invocations} canary invocations < minimum "
-                f"{policy.min_canary_invocations}"
-            )
-        return GateResult(
-            gate="bake",
-            boundary="observability",
-            strength=Strength.OBSERVABILITY,
-            checks=tuple(checks),
+            tally,
+            synthetic,
         )
+        self.inconclusive = verdict.inconclusive
+        return verdict.result
 
     def _synthetic_traffic(self, deadline: float) -> list[SmokeOutcome]:
         """Send the smoke cases without ground truth through the alias until the window ends
@@ -537,36 +469,6 @@ class Deployment:
                 )
             time.sleep(max(0.0, min(policy.bake_invoke_interval_s, deadline - time.monotonic())))
         return sent
-
-    def _on_version(
-        self, outcomes: list[SmokeOutcome], key: str
-    ) -> tuple[list[SmokeOutcome], list[SmokeOutcome]]:
-        """(invokes of key that ran its new version, those that ran the old one)."""
-        mine = [o for o in outcomes if o.function == key]
-        new = self.versions[key].version
-        return (
-            [o for o in mine if o.executed_version == new],
-            [o for o in mine if o.executed_version not in (new, None)],
-        )
-
-    def _traffic_remedy(self) -> str:
-        env = self.config.environment.name
-        policy = self.config.environment.deploy
-        ways = [
-            "send real traffic to the alias during the bake",
-            "bake longer (--bake) or raise --canary",
-            f"lower min_canary_invocations for {env} ([environment.deploy] in "
-            f"deployments/{env}.toml, or GANGWAY_ENVIRONMENT__DEPLOY__MIN_CANARY_INVOCATIONS)",
-        ]
-        if not policy.bake_synthetic:
-            ways.append(
-                "turn synthetic traffic on (environment.deploy.bake_synthetic = true, or "
-                "GANGWAY_ENVIRONMENT__DEPLOY__BAKE_SYNTHETIC=true)"
-            )
-        return (
-            "too little canary traffic to judge the new version, so it was not promoted (the "
-            "alias was put back on the old version): " + "; ".join(ways)
-        )
 
     # -- endings ------------------------------------------------------------------------
     def rollback(self) -> dict[str, object]:
@@ -667,79 +569,6 @@ class Deployment:
 
     def save(self) -> None:
         self.record = self.ledger.save(self.record)
-
-
-@dataclass
-class BakeTally:
-    """One function's canary in the bake: its synthetic invokes and its logged invocations."""
-
-    new: list[SmokeOutcome]
-    old: list[SmokeOutcome]
-    logged: frozenset[str] = frozenset()
-    log_errors: frozenset[str] = frozenset()
-    orphan_errors: int = 0
-    unseen: tuple[str, ...] = ()
-    first_log_error: str = ""
-
-    @classmethod
-    def of(cls, split: tuple[list[SmokeOutcome], list[SmokeOutcome]]) -> BakeTally:
-        """A tally of the (new, old) synthetic invokes, before the logs are read."""
-        return cls(new=split[0], old=split[1])
-
-    @property
-    def awaited(self) -> list[str]:
-        """Request ids whose log lines the count must wait for: the invokes that ran the new
-        version and answered well (a failed one already counts as an error)."""
-        return [o.request_id for o in self.new if o.ok and o.request_id]
-
-    def add_logs(self, count: logs_scan.WindowCount) -> None:
-        """Merge what the new version's logs show in the window."""
-        self.logged, self.log_errors = count.invocations, count.errored
-        self.orphan_errors, self.unseen = count.orphan_errors, count.unseen
-        self.first_log_error = count.first_error
-
-    def _ids(self, outcomes: list[SmokeOutcome]) -> tuple[set[str], int]:
-        ids = {o.request_id for o in outcomes if o.request_id}
-        return ids, sum(1 for o in outcomes if not o.request_id)
-
-    @property
-    def invocations(self) -> int:
-        """The new version's invocations in the window: logged or synthetic, by request id."""
-        ids, anonymous = self._ids(self.new)
-        return len(self.logged | ids) + anonymous
-
-    @property
-    def errors(self) -> int:
-        """Failed invocations: an error in the logs, or a response that failed validation."""
-        ids, anonymous = self._ids([o for o in self.new if not o.ok])
-        return len(self.log_errors | ids) + anonymous + self.orphan_errors
-
-    @property
-    def failures(self) -> list[str]:
-        """The first message of each failure: failed responses, then the first log error."""
-        found = [
-            f"{o.case} (request {o.request_id or '?'}): {c.name}: {c.found}"[:300]
-            for o in self.new
-            if not o.ok
-            for c in o.result.failures[:1]
-        ]
-        if self.first_log_error:
-            found.append(f"log: {self.first_log_error}")
-        return found
-
-    def evidence(self) -> dict[str, object]:
-        """What the ledger keeps of this function's bake."""
-        return {
-            "invocations": self.invocations,
-            "errors": self.errors,
-            "logged": len(self.logged),
-            "synthetic_new": len(self.new),
-            "synthetic_old": len(self.old),
-            "synthetic_failed_new": sum(1 for o in self.new if not o.ok),
-            "synthetic_failed_old": sum(1 for o in self.old if not o.ok),
-            "unseen": list(self.unseen),
-            "failures": self.failures[:3],
-        }
 
 
 def _slug(name: str) -> str:
