@@ -18,7 +18,9 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 from uuid import UUID
 
 import pytest
@@ -45,6 +47,7 @@ from .conftest import FAULTS_ENV, known_secrets
 pytestmark = pytest.mark.stack
 
 PAGE = 200
+T = TypeVar("T")
 SOURCES = ("ledger records", "prefect artifacts", "prefect logs", "gangway log files")
 
 
@@ -82,6 +85,16 @@ def plant_in_log_file(config: DeployConfig, control: str) -> None:
         pass  # not found, as intended: only the request line matters
 
 
+def _paged(read: Callable[[int], list[T]]) -> list[T]:
+    """Every item of a paged Prefect read (offset → one page)."""
+    items: list[T] = []
+    while True:
+        page = read(len(items))
+        items += page
+        if len(page) < PAGE:
+            return items
+
+
 def gather(since: float) -> dict[str, list[str]]:
     """Every text of the run, per source, found the way a later reader would find it."""
     started = datetime.fromtimestamp(since, UTC)
@@ -96,21 +109,30 @@ def gather(since: float) -> dict[str, list[str]]:
     with get_client(sync_client=True) as prefect:
         for start in range(0, len(runs), 50):
             chunk = runs[start : start + 50]
-            artifacts = prefect.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=chunk))
-            )
-            texts["prefect artifacts"] += [f"{a.key} {a.description} {a.data}" for a in artifacts]
-            offset = 0
-            while True:
-                logs = prefect.read_logs(
-                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=chunk)),
-                    limit=PAGE,
-                    offset=offset,
+            # Both reads are paged: the server answers at most PAGE items per call, and a
+            # matrix run leaves more artifacts than that (the planted control found it).
+            texts["prefect artifacts"] += [
+                f"{a.key} {a.description} {a.data}"
+                for a in _paged(
+                    lambda offset, ids=chunk: prefect.read_artifacts(
+                        artifact_filter=ArtifactFilter(
+                            flow_run_id=ArtifactFilterFlowRunId(any_=ids)
+                        ),
+                        limit=PAGE,
+                        offset=offset,
+                    )
                 )
-                texts["prefect logs"] += [log.message for log in logs]
-                if len(logs) < PAGE:
-                    break
-                offset += PAGE
+            ]
+            texts["prefect logs"] += [
+                log.message
+                for log in _paged(
+                    lambda offset, ids=chunk: prefect.read_logs(
+                        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)),
+                        limit=PAGE,
+                        offset=offset,
+                    )
+                )
+            ]
     texts["gangway log files"] = [
         p.read_text(errors="replace")
         for p in sorted((gangway_home() / "logs").glob("*"))
