@@ -658,8 +658,10 @@ def recover_interrupted(config: DeployConfig, ledger: Ledger) -> list[DeployReco
             move.restore_verified = back.version == move.version_before
             restored[key] = {"to": back.version, "verified": move.restore_verified}
         result = "verified" if all(r["verified"] for r in restored.values()) else "FAILED"
+        # When traffic was put back: how long it stayed stranded is read from here.
+        at = datetime.now(UTC).isoformat()
         if killed:
-            record.rollback = {"result": result, "functions": restored, "by": "recovery"}
+            record.rollback = {"result": result, "functions": restored, "by": "recovery", "at": at}
             record.notes.append(_close_flow_run(record.flow_run_id))
             record.outcome = Outcome.INTERRUPTED
             record.message = "the deploy process died; a later deploy restored its aliases"
@@ -668,6 +670,7 @@ def recover_interrupted(config: DeployConfig, ledger: Ledger) -> list[DeployReco
                 "result": result,
                 "functions": restored,
                 "by": "recovery",
+                "at": at,
                 "failed": record.rollback,
             }
             record.message += "; a later deploy restored its aliases"

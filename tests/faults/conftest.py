@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,8 @@ class FaultRun:
     known: set[str] = field(init=False)
     # The verdict's row, written with the test's final outcome when the test has finished.
     pending: FaultRow | None = None
-    # (time.monotonic() when an attempt ended, the aliases read back right then)
-    ends: list[tuple[float, Aliases]] = field(default_factory=list)
+    # (time.monotonic() and time.time() when an attempt ended, the aliases read back then)
+    ends: list[tuple[float, float, Aliases]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.config = load_config(FAULTS_ENV)
@@ -170,12 +171,20 @@ class FaultRun:
 
     def ended(self) -> None:
         """An attempt just ended: note where traffic was left (a later action may move it)."""
-        self.ends.append((time.monotonic(), read_aliases(self.config)))
+        self.ends.append((time.monotonic(), time.time(), read_aliases(self.config)))
 
     def stranded_for(self, attempt: Attempt) -> float | None:
-        """Seconds traffic stayed off `before` between an earlier attempt's end and this one."""
-        for ended_at, aliases in self.ends:
+        """Seconds traffic stayed off `before` after an earlier attempt ended: until this
+        attempt's recovery put it back (the time its ledger records), else until it began."""
+        for ended_at, ended_wall, aliases in self.ends:
             if ended_at <= attempt.started and aliases != self.before:
+                restored = [
+                    datetime.fromisoformat(r.rollback["at"]).timestamp()
+                    for r in attempt.records
+                    if r.rollback and r.rollback.get("by") == "recovery" and "at" in r.rollback
+                ]
+                if restored:
+                    return max(restored) - ended_wall
                 return attempt.started - ended_at
         return None
 
@@ -559,13 +568,25 @@ def final_row(item: pytest.Item, reports: dict[str, pytest.TestReport]) -> Fault
     run = item.stash.get(RUN, None)
     return fault_matrix.settle(
         run.pending if run else None,
-        {when: (r.outcome, _first_line(r) if r.outcome != "passed" else "")
-         for when, r in reports.items()},
+        {
+            when: (r.outcome, _first_line(r) if r.outcome != "passed" else "")
+            for when, r in reports.items()
+        },
         fault=str(marker.args[0]),
         group=str(marker.kwargs.get("group", "")),
         test=item.nodeid,
-        alias_after=describe(read_aliases(run.config)) if run else "?",
+        alias_after=_aliases_text(run),
     )
+
+
+def _aliases_text(run: FaultRun | None) -> str:
+    # Called from a pytest hook: an AWS that does not answer must not crash the session.
+    if run is None:
+        return "?"
+    try:
+        return describe(read_aliases(run.config))
+    except GangwayError as exc:
+        return f"unreadable: {exc.message[:80]}"
 
 
 @pytest.hookimpl(wrapper=True)
