@@ -25,6 +25,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 from prefect.states import Crashed
 
+from gangway import interrupts
 from gangway.config import DeployConfig, gangway_home, load_config
 from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.evidence import GateFailed, GateResult, Strength
@@ -232,13 +233,19 @@ class Deployment:
                 self.record.steps.append(
                     StepRecord(name="bake", status="skipped", detail=self.already_live)
                 )
+            interrupts.check()
             self.finish(Outcome.SUCCEEDED, self.already_live or "deployed and verified")
         except GateFailed as exc:
             self.fail(self.current_step, exc, gate=exc.result)
         except GangwayError as exc:
             self.fail(self.current_step, exc)
         except BaseException as exc:  # interrupt, cancellation, crash: traffic first
-            self.fail(self.current_step, exc, interrupted=True)
+            # Prefect 3.8 turns a Ctrl-C that lands while a task run starts into ValueError
+            # ("Task run is not set"): the recorded request says what really happened.
+            stop = interrupts.requested()
+            self.fail(self.current_step, stop or exc, interrupted=True)
+            if stop is not None and not isinstance(exc, type(stop)):
+                raise type(stop)(*stop.args) from exc
             raise
         return self.record
 
@@ -255,6 +262,7 @@ class Deployment:
     def timed(self, name: str, action: Callable[[], T]) -> T:
         """Run one step, recording its status and duration in the ledger."""
         self.current_step = name
+        interrupts.check()  # a Ctrl-C whose exception got lost still stops the deploy here
         started = time.monotonic()
         try:
             result = action()
@@ -457,7 +465,7 @@ class Deployment:
         sent: list[SmokeOutcome] = []
         while (remaining := deadline - time.monotonic()) > 0:
             if not cases:
-                time.sleep(remaining)
+                interrupts.sleep(remaining)
                 break
             for case in cases:
                 if time.monotonic() >= deadline:
@@ -467,7 +475,8 @@ class Deployment:
                         self.config, case, self.config.environment.alias, self.correlation_id
                     )
                 )
-            time.sleep(max(0.0, min(policy.bake_invoke_interval_s, deadline - time.monotonic())))
+            pause = min(policy.bake_invoke_interval_s, deadline - time.monotonic())
+            interrupts.sleep(max(0.0, pause))
         return sent
 
     # -- endings ------------------------------------------------------------------------

@@ -16,8 +16,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from gangway import interrupts
 from gangway.config import apply_env_file, available_environments, gangway_home, load_config
 from gangway.errors import ConfigError, GangwayError, RegistryError
+from gangway.interrupts import Terminated
 from gangway.render import gate_text, table
 
 if TYPE_CHECKING:
@@ -312,12 +314,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(BaseException):
-    """SIGTERM (a CI job cancelled, a pod stopped): unwinds like Ctrl-C, so rollback runs."""
-
-
 def _terminate(signum: int, _frame: object) -> None:
-    raise Terminated(f"received {signal.Signals(signum).name}")
+    stop = Terminated(f"received {signal.Signals(signum).name}")
+    interrupts.request(stop)
+    raise stop
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    interrupts.request(KeyboardInterrupt())
+    raise KeyboardInterrupt
+
+
+def _interrupted(stop: BaseException) -> int:
+    if isinstance(stop, Terminated):
+        print(f"terminated ({stop})", file=sys.stderr)
+        return 143
+    print("interrupted", file=sys.stderr)
+    return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Python's default for SIGTERM is to die on the spot, skipping the rollback of an alias
     # that already moved; a runner cancelling a job sends SIGTERM before SIGKILL.
     signal.signal(signal.SIGTERM, _terminate)
+    # Recorded as well as raised: the deploy re-checks it should the exception get lost.
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         code = run(args)
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
@@ -343,13 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GangwayError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Terminated as exc:
-        print(f"terminated ({exc})", file=sys.stderr)
-        return 143
+    except (KeyboardInterrupt, Terminated) as exc:
+        return _interrupted(exc)
     except Exception as exc:  # a bug in gangway: say so plainly, keep the traceback on disk
+        if (stop := interrupts.requested()) is not None:
+            # The signal surfaced as another error on its way up (a library converted it).
+            return _interrupted(stop)
         trace = gangway_home() / "logs" / "last-error.txt"
         trace.parent.mkdir(parents=True, exist_ok=True)
         trace.write_text(traceback.format_exc())

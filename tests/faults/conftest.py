@@ -37,6 +37,7 @@ import pytest
 from flows.deploy import DeployFailed, deploy
 from gangway.config import REPO_ROOT, DeployConfig, load_config
 from gangway.errors import AwsError, GangwayError
+from gangway.interrupts import Terminated
 from rehearsal import fault_matrix, iam
 from rehearsal.fault_matrix import STRANDED, FaultRow
 from rehearsal.mariadb_setup import AWS_TEST_ENV, read_stack_env, stack_env_path
@@ -178,10 +179,16 @@ class FaultRun:
         attempt's recovery put it back (the time its ledger records), else until it began."""
         for ended_at, ended_wall, aliases in self.ends:
             if ended_at <= attempt.started and aliases != self.before:
-                restored = [
-                    datetime.fromisoformat(r.rollback["at"]).timestamp()
+                # Re-read: a row may hold a copy of a record from before recovery closed it.
+                rollbacks = [
+                    (stored.rollback or {})
                     for r in attempt.records
-                    if r.rollback and r.rollback.get("by") == "recovery" and "at" in r.rollback
+                    if (stored := Ledger().get(r.deploy_id)) is not None
+                ]
+                restored = [
+                    datetime.fromisoformat(rb["at"]).timestamp()
+                    for rb in rollbacks
+                    if rb.get("by") == "recovery" and "at" in rb
                 ]
                 if restored:
                     return max(restored) - ended_wall
@@ -209,6 +216,8 @@ class FaultRun:
             error = exc.render()
         except GangwayError as exc:
             error = exc.render()
+        except (KeyboardInterrupt, Terminated) as exc:  # what the CLI turns into 130 / 143
+            error = f"interrupted ({type(exc).__name__})"
         seconds = time.monotonic() - started
         self.ended()
         captured = self.capture.readouterr()

@@ -9,12 +9,15 @@ overlap.
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
 
+from gangway import interrupts
 from gangway.config import REPO_ROOT, DeployConfig
 from tasks.aws import client
 from tasks.env_lock import deploy_lock
@@ -147,9 +150,45 @@ def test_interrupt_during_the_canary_bake_rolls_back(
     )
     baking = spawned.wait_for_step("ground truth")  # the bake starts right after it
     assert any(m.alias_moved for m in baking.functions.values())
+    # The ground-truth step still publishes its evidence after the ledger shows it; 2 s
+    # later the 60 s bake is surely running (a signal there is the row's fault).
+    time.sleep(2)
     spawned.signal(signum)
     attempt = spawned.finish(timeout=120)
     assert attempt.exit_code == exit_code, attempt.output[-3000:]
+    record = fault.rolled_back(
+        attempt, step="bake", boundary="orchestration", says=("stopped during bake",)
+    )
+    assert record.outcome is Outcome.INTERRUPTED
+
+
+@pytest.mark.fault("Ctrl-C during the bake whose KeyboardInterrupt got lost", group="orch")
+def test_a_recorded_interrupt_stops_the_bake_even_when_its_exception_is_lost(
+    fault: FaultRun, new_image: None
+) -> None:
+    # The interruption is recorded but nothing raises in the deploy's thread: exactly what a
+    # library that swallows KeyboardInterrupt leaves behind. The bake must still stop.
+    seen: list[DeployRecord] = []
+
+    def interrupt_when_baking() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not seen:
+            seen.extend(
+                r for r in fault.new_records() if any(s.name == "ground truth" for s in r.steps)
+            )
+            time.sleep(0.05)
+        interrupts.request(KeyboardInterrupt())
+
+    watcher = threading.Thread(target=interrupt_when_baking, daemon=True)
+    watcher.start()
+    try:
+        attempt = fault.deploy(canary_percent=50, bake_s=120)
+    finally:
+        watcher.join(timeout=5)
+        interrupts.clear()
+    assert seen, "the deploy never reached the bake"
+    assert attempt.error == "interrupted (KeyboardInterrupt)", attempt.error
+    assert attempt.seconds < 100, "the bake ran on after the interruption was recorded"
     record = fault.rolled_back(
         attempt, step="bake", boundary="orchestration", says=("stopped during bake",)
     )

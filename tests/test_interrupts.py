@@ -1,0 +1,42 @@
+"""Interruptions recorded as state: re-raised by check() and noticed by a sleeping loop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from gangway import interrupts
+from gangway.interrupts import Terminated
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> Iterator[None]:
+    interrupts.clear()
+    yield
+    interrupts.clear()
+
+
+def test_nothing_requested_nothing_raised() -> None:
+    interrupts.check()
+    interrupts.sleep(0.01)
+    assert interrupts.requested() is None
+
+
+def test_a_request_is_raised_again_with_its_type_and_the_first_wins() -> None:
+    interrupts.request(Terminated("received SIGTERM"))
+    interrupts.request(KeyboardInterrupt())
+    with pytest.raises(Terminated, match="SIGTERM"):
+        interrupts.check()
+    with pytest.raises(Terminated):  # still recorded: every later check stops too
+        interrupts.check()
+
+
+def test_sleep_notices_a_request_from_another_thread_within_a_slice() -> None:
+    threading.Timer(0.2, interrupts.request, args=(KeyboardInterrupt(),)).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.sleep(30, slice_s=0.05)
+    assert time.monotonic() - started < 5
