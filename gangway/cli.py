@@ -343,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     # Recorded as well as raised: the deploy re-checks it should the exception get lost.
     signal.signal(signal.SIGINT, _interrupt)
+    interrupts.watch()
     try:
         code = run(args)
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit

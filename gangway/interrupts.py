@@ -3,14 +3,21 @@
 A signal raises in whatever code runs at that instant, and the exception does not always
 arrive as itself: Prefect 3.8.8 turns a Ctrl-C that lands while a task run starts into
 ``ValueError: Task run is not set`` (3 of 60 interrupts aimed at task starts), and one
-interrupted canary bake in the fault matrix ran on to its end and promoted. So the CLI's
-signal handlers also record the request here, and the deploy checks it before every step,
-between bake invokes and before it records success.
+interrupted canary bake in the fault matrix ran on to its end and promoted: the handler
+that raised was Prefect's own SIGTERM bridge (it replaces ours while a flow runs), and it
+raised inside an object's ``__del__``, where Python prints "Exception ignored" and goes on.
+So every SIGINT/SIGTERM is also recorded here, by a thread reading the signal module's wakeup
+fd (written for each signal whoever's handler runs), and the deploy checks the record before
+every step, between bake invokes and before it records success.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+from collections.abc import Callable
 
 
 class Terminated(BaseException):
@@ -42,6 +49,35 @@ def clear() -> None:
     """Forget a request (a new deploy in the same process, or a test)."""
     global _requested
     _requested = None
+
+
+def watch() -> Callable[[], None]:
+    """Record every SIGINT/SIGTERM the process receives from now on (main thread only).
+
+    Returns a function that stops watching and restores the previous wakeup fd.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def read() -> None:
+        try:
+            while data := os.read(read_end, 64):  # b"" once stop() closes the write end
+                for signum in data:
+                    if signum == signal.SIGINT:
+                        request(KeyboardInterrupt())
+                    elif signum == signal.SIGTERM:
+                        request(Terminated("received SIGTERM"))
+        finally:
+            os.close(read_end)
+
+    threading.Thread(target=read, name="gangway-signal-watch", daemon=True).start()
+
+    def stop() -> None:
+        signal.set_wakeup_fd(previous)
+        os.close(write_end)
+
+    return stop
 
 
 def sleep(seconds: float, slice_s: float = 0.25) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -40,3 +42,22 @@ def test_sleep_notices_a_request_from_another_thread_within_a_slice() -> None:
     with pytest.raises(KeyboardInterrupt):
         interrupts.sleep(30, slice_s=0.05)
     assert time.monotonic() - started < 5
+
+
+def test_watch_records_a_signal_even_when_its_handler_swallows_it() -> None:
+    # A handler that raises nothing stands for one whose exception got lost (raised inside
+    # a __del__, or Prefect's SIGTERM bridge in place of ours).
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = interrupts.watch()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while interrupts.requested() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert isinstance(interrupts.requested(), Terminated)
+        with pytest.raises(Terminated):
+            interrupts.check()
+    finally:
+        stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

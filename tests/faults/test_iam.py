@@ -31,6 +31,8 @@ class Identity:
         aws = fault.config.environment.aws
         if not aws.endpoint_url:
             pytest.skip("restricted identities are created on the rehearsal bridge only")
+        # One user per environment: rows of several environments may run side by side.
+        name = f"{name}-{fault.config.environment.name}"
         self.key, self.secret = restricted_identity(aws.endpoint_url, aws.region, name, denied)
         sts = boto3.session.Session(
             aws_access_key_id=self.key, aws_secret_access_key=self.secret, region_name=aws.region
