@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 class Terminated(BaseException):
@@ -72,8 +74,19 @@ def watch() -> Callable[[], None]:
             os.close(read_end)
 
     threading.Thread(target=read, name="gangway-signal-watch", daemon=True).start()
+    default_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        # An interruption raised inside a __del__ cannot propagate; Python would print it as
+        # a bare traceback. It is recorded (above) and acted on, so it is not printed.
+        if isinstance(info.exc_value, BaseException) and not isinstance(info.exc_value, Exception):
+            return
+        default_hook(info)
+
+    sys.unraisablehook = unraisable
 
     def stop() -> None:
+        sys.unraisablehook = default_hook
         signal.set_wakeup_fd(previous)
         os.close(write_end)
 

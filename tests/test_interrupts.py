@@ -61,3 +61,18 @@ def test_watch_records_a_signal_even_when_its_handler_swallows_it() -> None:
         stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_an_interrupt_raised_in_a_finalizer_is_not_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Finalized:
+        def __del__(self) -> None:
+            raise KeyboardInterrupt  # what a signal landing in a __del__ looks like
+
+    stop = interrupts.watch()
+    try:
+        Finalized()  # collected at once: Python reports the exception as unraisable
+    finally:
+        stop()
+    assert "Traceback" not in capsys.readouterr().err
