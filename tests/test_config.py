@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -453,9 +454,8 @@ def test_a_build_input_outside_the_repository_makes_the_build_dirty(
         monkeypatch.setenv("GANGWAY_SERVICE__BUILD__DOCKERFILE", str(outside / "Dockerfile"))
     else:
         shutil.copytree(REPO_ROOT / "migrations", outside)
-        monkeypatch.setenv(
-            "GANGWAY_SERVICE__MIGRATIONS", str(Path("..") / ".." / outside.relative_to("/"))
-        )
+        # Relative to the repository, however deep the clone and the temp dir sit.
+        monkeypatch.setenv("GANGWAY_SERVICE__MIGRATIONS", os.path.relpath(outside, REPO_ROOT))
     config = load_config("dev", deployments)
     resolved, revision = resolve_source(config, sha)
     assert revision.dirty and revision.tag.endswith("-dirty")
