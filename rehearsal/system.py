@@ -605,6 +605,7 @@ def _init_mariadb_datadir() -> None:
             [tool, "--user=mysql", f"--datadir={MARIADB_DATADIR}", "--skip-test-db",
              "--auth-root-authentication-method=socket"],
             stdout=out, stderr=subprocess.STDOUT, check=False,
+            env={k: v for k, v in os.environ.items() if k != "TMPDIR"},  # as for mariadbd
         )
     if result.returncode != 0:
         raise StackError(
@@ -645,6 +646,8 @@ def ensure_mariadb(home: Path | None = None, timeout: float = DEFAULT_WAIT) -> D
              "--exec", str(mariadbd), "--",
              "--user=mysql", f"--datadir={MARIADB_DATADIR}",
              f"--socket={MARIADB_RUNDIR / 'mysqld.sock'}",
+             # Not the caller's $TMPDIR: mariadbd runs as mysql and may not write there.
+             f"--tmpdir={MARIADB_RUNDIR}",
              f"--pid-file={MARIADB_RUNDIR / 'mysqld.pid'}",
              f"--bind-address={LOOPBACK}", f"--port={port}"],
             capture_output=True, text=True, check=False,
