@@ -1,14 +1,20 @@
 """Deploy benchmarks on the rehearsal stack, measured side by side in one run.
 
-1. Warm deploy of the reference service with no source change: per-step medians and the
-   orchestration overhead (wall time minus the sum of the steps' own durations).
+1. Warm deploy of the reference service vs the BASELINE (bench/baseline.py: the seeds'
+   workflow as a plain sequential script, same tools, service and stack), interleaved, each
+   iteration of both deploying a NEW digest: the pipeline deploys a new scratch commit
+   (rehearsal/scratch_commits.py: the working tree plus a unique stamp file, committed
+   outside the repository's refs and objects) by SHA as CI does; the baseline builds a
+   scratch copy of the build context with the same kind of stamp. Neither can win by
+   skipping work. Per-step medians, the orchestration overhead (wall time minus the sum of
+   the steps' own durations), both medians and their ratio.
 2. The in-image gate as ONE container for every handler vs one container per handler, for
    the seven handlers, and the one-container gate for 60 generated handlers vs 7.
 3. Trigger → alias verified restored: a deploy whose smoke test fails, timed by the rollback.
 
 Run with `make bench` (the stack must be up). The last line is machine-readable:
-RESULT {"warm_deploy_s": …, "overhead_fraction": …, "import_gate_ratio": …,
-"import_gate_60_over_7": …, "rollback_s": …}
+RESULT {"warm_deploy_s": …, "baseline_s": …, "deploy_over_baseline": …,
+"overhead_fraction": …, "import_gate_ratio": …, "import_gate_60_over_7": …, "rollback_s": …}
 """
 
 from __future__ import annotations
@@ -21,18 +27,23 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gangway.config import REPO_ROOT, DeployConfig, apply_env_file, load_config
 
 apply_env_file()
 
+from baseline import BaselineRun, baseline_deploy, prepare_context  # noqa: E402  (a sibling: bench/ is on sys.path)
+
 from flows.deploy import DeployFailed, deploy  # noqa: E402  (Prefect reads the env at import)
+from gangway.record import DeployRecord  # noqa: E402
 from gangway.render import table  # noqa: E402
+from rehearsal.scratch_commits import ScratchCommits  # noqa: E402
 from tasks.docker_engine import docker_client  # noqa: E402
 from tasks.image_build import build_image  # noqa: E402
 from tasks.image_gate import run_probe  # noqa: E402
-from tasks.ledger import DeployRecord  # noqa: E402
 from tasks.source import source_revision  # noqa: E402
 
 ENV = "dev"
@@ -43,21 +54,63 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-def warm_deploys(runs: int) -> tuple[list[float], list[float], dict[str, list[float]]]:
-    """(wall seconds, overhead seconds, step → seconds) over runs warm deploys."""
-    walls, overheads, per_step = [], [], {}
-    deploy(env=ENV)  # warm-up: the image, vendor cache and versions exist afterwards
-    for _ in range(runs):
-        started = time.monotonic()
-        record = deploy(env=ENV)
-        wall = time.monotonic() - started
-        assert isinstance(record, DeployRecord)
-        steps = sum(s.seconds for s in record.steps)
-        walls.append(wall)
-        overheads.append(wall - steps)
-        for s in record.steps:
-            per_step.setdefault(s.name, []).append(s.seconds)
-    return walls, overheads, per_step
+@dataclass
+class SideBySide:
+    """Wall seconds of the pipeline's and the baseline's deploys, and where the time went."""
+
+    walls: list[float] = field(default_factory=list)
+    overheads: list[float] = field(default_factory=list)
+    per_step: dict[str, list[float]] = field(default_factory=dict)
+    baseline: list[float] = field(default_factory=list)
+    baseline_phases: dict[str, list[float]] = field(default_factory=dict)
+    digests: list[str] = field(default_factory=list)
+
+
+def _pipeline_once(sha: str, out: SideBySide) -> None:
+    started = time.monotonic()
+    record = deploy(env=ENV, sha=sha)
+    wall = time.monotonic() - started
+    assert isinstance(record, DeployRecord)
+    assert record.commit_sha == sha and not record.dirty, (record.commit_sha, record.dirty)
+    out.walls.append(wall)
+    out.overheads.append(wall - sum(s.seconds for s in record.steps))
+    for s in record.steps:
+        out.per_step.setdefault(s.name, []).append(s.seconds)
+    out.digests.append(str(record.image_digest))
+
+
+def _baseline_once(config: DeployConfig, context: Path, out: SideBySide) -> None:
+    engine = docker_client()
+    started = time.monotonic()
+    run: BaselineRun = baseline_deploy(engine, config, context, uuid.uuid4().hex)
+    out.baseline.append(time.monotonic() - started)
+    for name, seconds in run.phases.items():
+        out.baseline_phases.setdefault(name, []).append(seconds)
+    out.digests.append(run.digest)
+
+
+def side_by_side(config: DeployConfig, runs: int) -> SideBySide:
+    """runs interleaved deploys of each side, each of a new digest, after one warm-up each."""
+    context = config.build_context.relative_to(REPO_ROOT)
+    paths = [str(context), str(config.migrations_dir.relative_to(REPO_ROOT))]
+    out, warm_up = SideBySide(), SideBySide()
+    with ScratchCommits(REPO_ROOT, paths, str(context / "app" / "build_stamp.py")) as commits:
+        with tempfile.TemporaryDirectory(prefix="gangway-baseline-") as tmp:
+            scratch = prepare_context(config, Path(tmp))
+            # Warm-up: the vendor cache, the engine's layer cache and the runtime containers.
+            _pipeline_once(commits.commit(), warm_up)
+            _baseline_once(config, scratch, warm_up)
+            for i in range(runs):
+                # Alternate who goes first, so a drift of the machine hits both sides alike.
+                if i % 2 == 0:
+                    _pipeline_once(commits.commit(), out)
+                    _baseline_once(config, scratch, out)
+                else:
+                    _baseline_once(config, scratch, out)
+                    _pipeline_once(commits.commit(), out)
+    every = warm_up.digests + out.digests
+    assert len(set(every)) == len(every), f"an iteration reused a digest: {every}"
+    return out
 
 
 def generated_image(config: DeployConfig, count: int) -> tuple[str, DeployConfig]:
@@ -147,23 +200,37 @@ def rollback_timings(runs: int) -> list[float]:
 
 def main() -> int:
     """Run every benchmark and print medians, ratios and the RESULT line."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--runs", type=int, default=3, help="measured iterations of each benchmark (default 3)"
+    )
     args = parser.parse_args()
     config = load_config(ENV)
 
-    walls, overheads, per_step = warm_deploys(args.runs)
+    measured = side_by_side(config, args.runs)
     gates = gate_timings(config, args.runs)
     rollbacks = rollback_timings(args.runs)
     deploy(env=ENV)  # leave dev healthy on the reference image
 
-    print(f"\nwarm deploy of {ENV}, no source change, {args.runs} runs (medians)")
-    print(table(("step", "median s"), [(k, median(v)) for k, v in per_step.items()]))
-    warm = median(walls)
-    overhead = median(overheads)
+    print(f"\nwarm deploy of {ENV}, a new commit each run, {args.runs} runs (medians)")
+    print(table(("step", "median s"), [(k, median(v)) for k, v in measured.per_step.items()]))
+    warm = median(measured.walls)
+    overhead = median(measured.overheads)
     print(
         f"\nwall {warm}s; steps' own time {round(warm - overhead, 3)}s; "
         f"orchestration overhead {overhead}s ({overhead / warm:.1%})"
+    )
+    print(f"\nbaseline (sequential script of the seeds' steps), {args.runs} runs (medians)")
+    print(
+        table(
+            ("phase", "median s"),
+            [(k, median(v)) for k, v in measured.baseline_phases.items()],
+        )
+    )
+    baseline = median(measured.baseline)
+    print(
+        f"\ndeploy median {warm}s; baseline median {baseline}s; "
+        f"deploy / baseline = {warm / baseline:.3f}"
     )
     one, per, big = (
         median(gates[k]) for k in ("one_container_7", "per_handler_7", "one_container_60")
@@ -183,6 +250,8 @@ def main() -> int:
     print(f"\ntrigger → alias verified restored (median of {len(rollbacks)}): {median(rollbacks)}s")
     result = {
         "warm_deploy_s": warm,
+        "baseline_s": baseline,
+        "deploy_over_baseline": round(warm / baseline, 3),
         "overhead_fraction": round(overhead / warm, 3),
         "import_gate_ratio": round(one / per, 3),
         "import_gate_60_over_7": round(big / one, 3),

@@ -7,13 +7,18 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.deploy import resolve_source
+from flows.request import resolve_source
 from gangway.config import load_config
 from gangway.evidence import GateResult
 from gangway.render import gate_markdown
+from tasks import steps
 from tasks.image_build import BuiltImage
 from tasks.registry import PushedImage
-from tasks.steps import build, gate_image, push
+from tasks.step import step
+
+build = step("build", timeout_s=1200)(steps.build)
+gate_image = step("in-image gate", timeout_s=300)(steps.gate_image)
+push = step("push", timeout_s=900, retries=3)(steps.push)
 
 
 @dataclass(frozen=True)

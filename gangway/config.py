@@ -134,6 +134,10 @@ class BuildSpec(Strict):
     dockerfile: str = "Dockerfile"
     repository: str = Field(pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
     vendor_requirements: str | None = None
+    # A Dockerfile (in the context) that bakes vendor/ into an image of its own, which the
+    # service's Dockerfile starts FROM (build arg DEPS_IMAGE): built once per dependency set,
+    # so a build's context holds only the code (tasks/image_build.py).
+    deps_dockerfile: str | None = None
     # e.g. BASE_IMAGE: the rehearsal environments build on the locally built Lambda base.
     build_args: dict[str, str] = Field(default_factory=dict)
     python: str = Field(default="3.11", pattern=r"^3\.\d+$")
@@ -281,7 +285,9 @@ class SmokeCase(Strict):
 
     ``event`` may contain ``{correlation_id}``; ``status_code`` applies to proxy-style
     responses (``{"statusCode": …, "body": …}``); ``expect`` compares top-level response
-    fields (or body fields for proxy responses) with values.
+    fields (or body fields for proxy responses) with values. Cases of different functions
+    run concurrently; ``after`` names earlier cases (of other functions) whose effects this
+    one reads, so it starts only once they have finished.
     """
 
     name: str
@@ -291,6 +297,7 @@ class SmokeCase(Strict):
     expect: dict[str, Any] = Field(default_factory=dict)
     status_code: int | None = None
     ground_truth: GroundTruth | None = None
+    after: tuple[str, ...] = ()
 
 
 class DeployPolicy(Strict):
@@ -300,7 +307,7 @@ class DeployPolicy(Strict):
     bake_invoke_interval_s: float = Field(default=2.0, gt=0)
     lock_timeout_s: int = Field(default=30, ge=0)
     invoke_timeout_s: int = Field(default=120, ge=1)
-    # How long a rollback retries an AWS that does not answer (tasks/lambda_deploy.py). 60 s
+    # How long a rollback retries an AWS that does not answer (tasks/lambda_alias.py). 60 s
     # rides out what is transient in practice (a reset connection, an endpoint or DNS
     # failover, a throttling burst) while the new version still takes traffic; beyond that a
     # human must know now (rollback FAILED). The restore step's 120 s timeout bounds it.
@@ -661,6 +668,18 @@ def _finish(raw: DeploySettings, env: str, root: Path) -> DeployConfig:
                 found=case.function,
                 remedy=f"fix smoke.function in {env}.toml",
             )
+    earlier: set[str] = set()
+    for case in raw.smoke:
+        unknown = [name for name in case.after if name not in earlier]
+        if unknown:
+            # Only earlier cases: the declared order stays a valid run order (no cycles).
+            raise ConfigError(
+                f"smoke case {case.name!r} runs after cases that are not declared before it",
+                expected="smoke.after names cases declared earlier in the file",
+                found=", ".join(unknown),
+                remedy=f"fix smoke.after of {case.name!r} or move the case it names above it",
+            )
+        earlier.add(case.name)
 
     pw_var = raw.environment.database.password_env
     if pw_var not in lookup:

@@ -8,6 +8,7 @@ the deploy flow executes it. Neither branches on the other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from gangway.config import DeployConfig
 from gangway.render import table
@@ -43,14 +44,65 @@ class PlannedFunction:
     current_image: str | None
 
 
+class StepKind(StrEnum):
+    """What a step does; the executor runs each kind with its own code."""
+
+    BUILD = "build"
+    REUSE = "reuse image"
+    PULL = "pull"
+    IMAGE_GATE = "in-image gate"
+    PUSH = "push"
+    MIGRATION_LINT = "migration lint"
+    MIGRATE = "migrate"
+    MIGRATION_APPLIED = "migration applied"
+    VERIFY_COLUMNS = "verify columns"
+    CONFIG_GATE = "config gate"
+    DEPLOY = "deploy"
+    SHIFT_TRAFFIC = "shift traffic"
+    SMOKE = "smoke"
+    LOG_SCAN = "log scan"
+    GROUND_TRUTH = "ground truth"
+    BAKE = "bake"
+    FULL_SHIFT = "full shift"
+
+
+class Compensation(StrEnum):
+    """What undoes a step when the deploy stops after (or during) it."""
+
+    NONE = "block (nothing changed)"
+    RESTORE_ALIASES = "roll the aliases back to the recorded versions"
+    KEEP = "stays (expand-only; not rolled back)"
+
+
 @dataclass(frozen=True)
 class PlannedStep:
-    """One step: its boundary, what it will do, and whether a failure there rolls back."""
+    """One instruction: what it does, where, what it moves, and how a failure is handled.
 
-    name: str
+    ``moves_traffic`` steps are the only ones that change what callers reach; once one has
+    run (or started), every later failure restores the aliases. Timeout and retries are the
+    step's Prefect task policy; only transient failures are retried.
+    """
+
+    kind: StepKind
     boundary: str
     action: str
-    on_failure: str
+    compensation: Compensation = Compensation.NONE
+    moves_traffic: bool = False
+    gate: bool = False
+    timeout_s: float = 120
+    retries: int = 0
+
+    @property
+    def name(self) -> str:
+        """The step's name in the record and in Prefect."""
+        return self.kind.value
+
+    @property
+    def on_failure(self) -> str:
+        """What a failure here does, in words."""
+        if self.compensation is Compensation.KEEP:
+            return "block; applied revisions stay (expand-only)"
+        return self.compensation.value
 
 
 @dataclass(frozen=True)
@@ -71,10 +123,7 @@ class DeployPlan:
     smoke_cases: tuple[str, ...]
     steps: tuple[PlannedStep, ...] = field(default=())
     promoted_image: str = ""
-
-
-BLOCK = "block (nothing changed)"
-ROLLBACK = "roll the alias back to the recorded version"
+    reusable_image: str = ""
 
 
 def make_plan(
@@ -90,92 +139,153 @@ def make_plan(
     pending: list[tuple[str, str]],
     functions: list[PlannedFunction],
     promoted_image: str = "",
+    reusable_image: str = "",
 ) -> DeployPlan:
-    """The ordered steps of one deploy, from configuration and observed state (pure)."""
+    """The ordered steps of one deploy, from configuration and observed state (pure).
+
+    promoted_image: pull that validated image instead of building; reusable_image: this clean
+    commit's image is already pushed and verifies, so it is reused instead of built.
+    """
     alias = config.environment.alias
     names = ", ".join(f.name for f in functions)
     migrations = ", ".join(f"{rev} ({msg})" for rev, msg in pending) if pending else "none pending"
+    restore = Compensation.RESTORE_ALIASES
     if promoted_image:
-        image_steps = [
-            PlannedStep("pull", "registry", f"pull the validated {promoted_image}", BLOCK)
-        ]
+        image_step = PlannedStep(
+            StepKind.PULL, "registry", f"pull the validated {promoted_image}", timeout_s=900,
+            retries=3,
+        )
+    elif reusable_image:
+        image_step = PlannedStep(
+            StepKind.REUSE, "registry",
+            f"no build: {reusable_image} is this commit's, verified; pull it if not local",
+            timeout_s=900, retries=3,
+        )
     else:
-        image_steps = [
-            PlannedStep("build", "process", f"build {config.image_repository}:{image_tag}", BLOCK)
-        ]
+        image_step = PlannedStep(
+            StepKind.BUILD, "process", f"build {config.image_repository}:{image_tag}",
+            timeout_s=1200,
+        )
+    already = promoted_image or reusable_image
     steps = [
-        *image_steps,
+        image_step,
         PlannedStep(
-            "in-image gate",
+            StepKind.IMAGE_GATE,
             "process",
             f"import {len(config.functions)} handlers inside the image; cwd, Python, arch",
-            BLOCK,
+            gate=True,
+            timeout_s=300,
         ),
         PlannedStep(
-            "push",
+            StepKind.PUSH,
             "registry",
-            "none: promoted by digest" if promoted_image else "push; read the manifest digest back",
-            BLOCK,
+            f"none: {already} is in the registry"
+            if already
+            else "push; read the manifest digest back",
+            timeout_s=900,
+            retries=3,
         ),
         PlannedStep(
-            "migration lint",
+            StepKind.MIGRATION_LINT,
             "data",
             f"{migrations}; destructive {'allowed' if allow_destructive else 'blocks'}",
-            BLOCK,
+            gate=True,
+            retries=2,
         ),
         PlannedStep(
-            "migrate",
+            StepKind.MIGRATE,
             "data",
             f"alembic {schema_current or 'base'} → {schema_head} under a named lock"
             if pending
             else f"nothing to apply (at {schema_current})",
-            BLOCK,
+            compensation=Compensation.KEEP,
+            timeout_s=900,
         ),
         PlannedStep(
-            "verify columns",
+            StepKind.MIGRATION_APPLIED,
+            "data",
+            "the version table and the real columns agree",
+            gate=True,
+            retries=2,
+        ),
+        PlannedStep(
+            StepKind.VERIFY_COLUMNS,
             "data",
             f"{sum(len(t.columns) for t in config.tables)} written columns vs information_schema",
-            BLOCK,
+            gate=True,
+            retries=2,
         ),
         PlannedStep(
-            "config gate",
+            StepKind.CONFIG_GATE,
             "deployment",
             "env keys ⊇ required settings; timeout, memory, architecture",
-            BLOCK,
+            gate=True,
+            timeout_s=60,
         ),
         PlannedStep(
-            "deploy", "deployment", f"update code by digest, publish a version: {names}", BLOCK
+            StepKind.DEPLOY,
+            "deployment",
+            f"update code by digest, publish a version: {names}",
+            timeout_s=600,
+            retries=3,
         ),
         PlannedStep(
-            "shift traffic", "deployment", f"alias {alias}: {traffic.describe()}", ROLLBACK
+            StepKind.SHIFT_TRAFFIC,
+            "deployment",
+            f"alias {alias}: {traffic.describe()}",
+            compensation=restore,
+            moves_traffic=True,
+            retries=3,
         ),
         PlannedStep(
-            "smoke",
+            StepKind.SMOKE,
             "deployment",
             f"{len(config.smoke)} cases: {', '.join(c.name for c in config.smoke)}",
-            ROLLBACK,
+            compensation=restore,
+            gate=True,
+            timeout_s=900,
         ),
         PlannedStep(
-            "log scan",
+            StepKind.LOG_SCAN,
             "observability",
             "new versions' streams: ERROR, Traceback, timeouts, app lines present",
-            ROLLBACK,
+            compensation=restore,
+            gate=True,
+            timeout_s=180,
+            retries=2,
         ),
-        PlannedStep("ground truth", "data", "rows and objects the smoke cases wrote", ROLLBACK),
+        PlannedStep(
+            StepKind.GROUND_TRUTH,
+            "data",
+            "rows and objects the smoke cases wrote",
+            compensation=restore,
+            gate=True,
+            retries=2,
+        ),
     ]
     if traffic.is_canary:
         policy = config.environment.deploy
-        steps.append(
+        steps += [
             PlannedStep(
-                "bake",
+                StepKind.BAKE,
                 "observability",
                 f"{traffic.bake_s}s; error rate of the new version ≤ "
                 f"{policy.error_rate_threshold:.0%} over ≥ {policy.min_canary_invocations} "
-                "invocations in the window (fewer: inconclusive, rolled back); then full shift",
-                ROLLBACK,
-            )
-        )
-    steps.append(PlannedStep("record", "ledger", "write the deploy record", "-"))
+                "invocations in the window (fewer: inconclusive, rolled back)",
+                compensation=restore,
+                gate=True,
+                # The bake itself, then up to bake_log_wait_s for its log lines, then counting.
+                timeout_s=traffic.bake_s + policy.bake_log_wait_s + 300,
+            ),
+            PlannedStep(
+                StepKind.FULL_SHIFT,
+                "deployment",
+                f"alias {alias}: all traffic to the new versions",
+                compensation=restore,
+                moves_traffic=True,
+                retries=3,
+            ),
+        ]
     return DeployPlan(
         env=config.environment.name,
         commit_sha=commit_sha,
@@ -191,16 +301,19 @@ def make_plan(
         smoke_cases=tuple(c.name for c in config.smoke),
         steps=tuple(steps),
         promoted_image=promoted_image,
+        reusable_image=reusable_image,
     )
 
 
 def render_plan(plan: DeployPlan) -> str:
     """The plan as text: header, steps, and the versions that would move."""
+    built = f"{plan.image_repository}:{plan.image_tag}"
     head = [
         f"deploy plan for {plan.env}",
         f"  commit   {plan.commit_sha}{' (dirty tree)' if plan.dirty else ''}",
-        f"  image    {plan.promoted_image or f'{plan.image_repository}:{plan.image_tag}'}"
-        + (" (promoted, no rebuild)" if plan.promoted_image else ""),
+        f"  image    {plan.promoted_image or plan.reusable_image or built}"
+        + (" (promoted, no rebuild)" if plan.promoted_image else "")
+        + (" (already pushed, no rebuild)" if plan.reusable_image else ""),
         f"  schema   {plan.schema_current or 'base'} → {plan.schema_head}"
         f" ({len(plan.pending_migrations)} pending)",
         f"  traffic  {plan.traffic.describe()}",
@@ -208,7 +321,10 @@ def render_plan(plan: DeployPlan) -> str:
     ]
     steps = table(
         ("#", "step", "boundary", "action", "on failure"),
-        [(n, s.name, s.boundary, s.action, s.on_failure) for n, s in enumerate(plan.steps, 1)],
+        [
+            (n, s.name, s.boundary, s.action, s.on_failure)
+            for n, s in enumerate(plan.steps, 1)
+        ],
     )
     moves = table(
         ("function", "alias", "now", "after"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gangway.evidence import GateResult
+from gangway.record import DeployRecord
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -55,4 +56,28 @@ def gate_markdown(result: GateResult) -> str:
         lines.append(
             "| " + " | ".join(x.replace("|", "\\|").replace("\n", " ") for x in cells) + " |"
         )
+    return "\n".join(lines)
+
+
+def slug(name: str) -> str:
+    """A name as a Prefect artifact key fragment: lower case, dashes."""
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+
+
+def record_markdown(r: DeployRecord) -> str:
+    """A deploy record as the markdown of its Prefect artifact."""
+    lines = [
+        f"### deploy {r.deploy_id}: {r.outcome.value}",
+        f"{r.message}",
+        "",
+        f"commit `{r.commit_sha}` → digest `{r.image_digest}` → schema "
+        f"`{r.schema_before}` → `{r.schema_after}`",
+        "",
+        "| function | before | after | restored |",
+        "|---|---|---|---|",
+        *(
+            f"| {m.name} | {m.version_before} | {m.version_after} | {m.restored_to or '-'} |"
+            for m in r.functions.values()
+        ),
+    ]
     return "\n".join(lines)

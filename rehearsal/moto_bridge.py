@@ -332,6 +332,8 @@ class Invocation:
     payload: bytes
     errored: bool
     lines: list[str]
+    # The RequestId of the START/END/REPORT lines; None when the function never started.
+    request_id: str | None = None
 
 
 def _image(client: docker.DockerClient, uri: str) -> Image:
@@ -450,7 +452,7 @@ def _architecture_mismatch(fn: Any, image: Image) -> Invocation | None:
         [f"START RequestId: {request_id} Version: {fn.version}"],
         request_id, "Runtime.InvalidEntrypoint", message,
     )
-    return Invocation(json.dumps(document).encode(), True, lines)
+    return Invocation(json.dumps(document).encode(), True, lines, request_id)
 
 
 def _interpret(fn: Any, status: int, payload: bytes, raw: str) -> Invocation:
@@ -464,7 +466,10 @@ def _interpret(fn: Any, status: int, payload: bytes, raw: str) -> Invocation:
         message = f"RequestId: {request_id} Error: Task timed out after {seconds} seconds"
         document = {"errorType": "Sandbox.Timedout", "errorMessage": message}
         return Invocation(
-            json.dumps(document).encode(), True, _timed_out_lines(lines, request_id, seconds)
+            json.dumps(document).encode(),
+            True,
+            _timed_out_lines(lines, request_id, seconds),
+            request_id,
         )
     if status != 200:
         try:
@@ -475,8 +480,10 @@ def _interpret(fn: Any, status: int, payload: bytes, raw: str) -> Invocation:
             document = {}
         error_type = str(document.get("errorType") or "Runtime.Unknown")
         message = str(document.get("errorMessage") or payload.decode(errors="replace"))
-        return Invocation(payload, True, _error_lines(lines, request_id, error_type, message))
-    return Invocation(payload, bool(ERROR_REPORTED.search(raw)), lines)
+        return Invocation(
+            payload, True, _error_lines(lines, request_id, error_type, message), request_id
+        )
+    return Invocation(payload, bool(ERROR_REPORTED.search(raw)), lines, request_id)
 
 
 def run_in_image(fn: Any, event: bytes) -> Invocation:
@@ -599,7 +606,25 @@ def _function_invoke(self: Any, body: Any, request_headers: Any, response_header
         response_headers["x-amz-function-error"] = "Unhandled"
     tail = "\n".join(result.lines).encode()[-TAIL_BYTES:]
     response_headers["x-amz-log-result"] = base64.b64encode(tail).decode()
+    if result.request_id:
+        response_headers[INVOCATION_ID_HEADER] = result.request_id
     return result.payload
+
+
+# On AWS an invoke's x-amzn-RequestId is the RequestId of its START/END/REPORT lines; moto
+# stamps every response with a random id of its own. The invoke hands its id over in a
+# private header that only this hook reads (and removes).
+INVOCATION_ID_HEADER = "x-gangway-invocation-id"
+_original_enrich_response = lambda_responses.LambdaResponse._enrich_response
+
+
+def _enrich_response(headers: dict[str, str], body: Any) -> tuple[dict[str, str], Any]:
+    """moto's response enrichment, keeping an invoke's own request id as x-amzn-RequestId."""
+    invocation_id = headers.pop(INVOCATION_ID_HEADER, None)
+    headers, body = _original_enrich_response(headers, body)
+    if invocation_id:
+        headers["x-amzn-requestid"] = invocation_id
+    return headers, body
 
 
 # --------------------------------------------------------------------------- log filters
@@ -917,6 +942,7 @@ def install(rie_path: Path, endpoint: str) -> None:
     BridgeSettings.rie_path = rie_path
     BridgeSettings.endpoint = endpoint
     lambda_responses.LambdaResponse.invoke = _invoke_response
+    lambda_responses.LambdaResponse._enrich_response = staticmethod(_enrich_response)
     lambda_responses.LambdaResponse.update_alias = _update_alias_response
     lambda_responses.LambdaResponse.publish_version = _publish_version_response
     lambda_models.LambdaStorage.publish_version = _publish_version

@@ -1,6 +1,8 @@
-"""The pipeline → AWS boundary: boto3 clients bound to one environment, and one error type.
+"""The pipeline → AWS boundary: the one client factory, its retry profiles, and one error type.
 
-The rehearsal stack is just another endpoint_url; nothing here knows it is not AWS.
+Every boto3 client of the pipeline comes from client(): one per service, retry profile,
+endpoint and credentials. Which failures are worth a retry is tasks/transient.py's call. The
+rehearsal stack is just another endpoint_url; nothing here knows it is not AWS.
 """
 
 from __future__ import annotations
@@ -9,23 +11,16 @@ import hashlib
 import os
 import re
 import threading
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
 from gangway.config import DeployConfig
 from gangway.errors import AwsError
+from tasks.transient import NO_ANSWER, is_throttled
 
 # Requests per API call, the first included (botocore's standard mode: exponential backoff
 # with full jitter, 1 s base for throttling and 50 ms for connection errors, capped at 20 s).
@@ -33,33 +28,41 @@ from gangway.errors import AwsError
 # ride out a throttling burst of ~8 s per call (up to 1+2+4+8 = 15 s of backoff): the Lambda
 # control plane rate-limits per account and region and a deploy calls it from up to 8 threads
 # at once, so one burst hits several calls. A refused connection still fails in < 1 s, and the
-# step retries of tasks/steps.py add a second, coarser layer for throttling only.
+# step retries of tasks/steps.py add a second, coarser layer for what tasks/transient.py calls
+# transient.
 MAX_ATTEMPTS = 5
 BOTO = BotoConfig(
     connect_timeout=5,
     read_timeout=60,
     retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
 )
-# The endpoint never answered: refused, timed out, or the connection dropped mid-request.
-NO_ANSWER = (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError)
-# The error codes botocore's standard mode treats as throttling (botocore/retries/standard.py).
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "SlowDown",
-        "BandwidthLimitExceeded",
-        "ProvisionedThroughputExceededException",
-    }
-)
+# Calls that must not be repeated by botocore, because their caller is the retry loop or a
+# repeat could do harm. One request per call; only the timeouts differ from BOTO.
+_ONE_REQUEST = {"mode": "standard", "total_max_attempts": 1}
+# A rollback (tasks/lambda_alias.py) retries for a bounded window (restore_window_s): botocore's
+# own attempts would multiply that window. Short timeouts: UpdateAlias/GetAlias answer in
+# milliseconds, and a hung call must not eat the window.
+RESTORE_CONNECT_TIMEOUT_S = 3
+RESTORE_READ_TIMEOUT_S = 10
+Profile = Literal["standard", "restore", "invoke"]
+PROFILES: dict[str, BotoConfig] = {
+    "standard": BOTO,
+    "restore": BOTO.merge(
+        BotoConfig(
+            connect_timeout=RESTORE_CONNECT_TIMEOUT_S,
+            read_timeout=RESTORE_READ_TIMEOUT_S,
+            retries=_ONE_REQUEST,
+        )
+    ),
+    # A synchronous invoke runs a handler that may write: a timed-out or reset invoke may have
+    # run, so botocore must not repeat it (tasks/smoke.py repeats only a throttled one). Its
+    # read timeout is environment.deploy.invoke_timeout_s (see client()).
+    # Concurrent smoke invokes share the client: one pooled connection each.
+    "invoke": BOTO.merge(BotoConfig(retries=_ONE_REQUEST, max_pool_connections=16)),
+}
 
 
-_clients: dict[tuple[str, str, str | None, int | None, str], Any] = {}
+_clients: dict[tuple[str, str, str, str | None, int | None, str], Any] = {}
 _clients_lock = threading.Lock()
 
 CREDENTIAL_VARIABLES = (
@@ -78,19 +81,31 @@ def _credentials_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def client(config: DeployConfig, service: str, *, read_timeout: int | None = None) -> Any:
-    """A boto3 client for service in the environment's region and endpoint (shared).
+def client(
+    config: DeployConfig,
+    service: str,
+    *,
+    profile: Profile = "standard",
+    read_timeout: int | None = None,
+) -> Any:
+    """The boto3 client for service in the environment's region and endpoint (shared).
 
-    Creating a client costs ~0.1 s of CPU, and boto3 clients are thread-safe, so one client
-    per service, endpoint and credentials serves every step and thread of a process.
+    Every AWS call of the pipeline goes through here. profile names the retry policy:
+    "standard" (botocore's standard mode, MAX_ATTEMPTS requests), "restore" and "invoke" (one
+    request per call, see PROFILES); read_timeout overrides the profile's (for "invoke" it
+    defaults to environment.deploy.invoke_timeout_s). Creating a client costs ~0.1 s of CPU,
+    and boto3 clients are thread-safe, so one client per service, profile, endpoint and
+    credentials serves every step and thread of a process.
     """
     aws = config.environment.aws
-    key = (service, aws.region, aws.endpoint_url, read_timeout, _credentials_fingerprint())
+    if profile == "invoke" and read_timeout is None:
+        read_timeout = config.environment.deploy.invoke_timeout_s
+    key = (service, profile, aws.region, aws.endpoint_url, read_timeout, _credentials_fingerprint())
     with _clients_lock:
         if key not in _clients:
-            boto = (
-                BOTO if read_timeout is None else BOTO.merge(BotoConfig(read_timeout=read_timeout))
-            )
+            boto = PROFILES[profile]
+            if read_timeout is not None:
+                boto = boto.merge(BotoConfig(read_timeout=read_timeout))
             _clients[key] = boto3.session.Session().client(
                 service, region_name=aws.region, endpoint_url=aws.endpoint_url, config=boto
             )
@@ -206,10 +221,7 @@ def aws_error(exc: Exception, action: str, resource: str) -> AwsError:
             remedy=f"check network access to {endpoint} (DNS, VPN, proxy, security groups), "
             "then re-run the deploy; on the rehearsal stack: `gangway stack status`",
         )
-    if isinstance(exc, ClientError) and (
-        error_code(exc) in THROTTLING_CODES
-        or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429
-    ):
+    if isinstance(exc, ClientError) and is_throttled(exc):
         return _throttled(exc, action, resource)
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})

@@ -26,7 +26,8 @@ from gangway.evidence import Check, GateResult, Strength
 from gangway.redact import scrub
 from tasks import schema
 from tasks.aws import aws_error, client
-from tasks.smoke import MISSING, double_encoded, loads, lookup, response_fields, substitute
+from tasks.json_values import MISSING, double_encoded, loads, lookup, substitute
+from tasks.smoke_check import response_fields
 
 SHOW = 120
 FIELD_PREFIX = "$."

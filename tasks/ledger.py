@@ -1,30 +1,29 @@
-"""The pipeline → ledger boundary: a durable record of every deploy, outside Prefect's database.
+"""The pipeline → ledger boundary: append-only deploy events, kept outside Prefect's database.
 
-One row per deploy attempt, written when it starts and rewritten at every step, so a killed
-process still leaves its attempt (and the alias versions it may have moved) on record. The
-store is any SQLAlchemy URL (``GANGWAY_LEDGER_URL``; default a SQLite file in GANGWAY_HOME),
-so a team can share one MySQL-backed ledger. Records are scrubbed of secrets before writing.
+Every fact about a deploy attempt (its start, each step and gate, each traffic move and restore,
+its end) is one appended row; nothing is ever updated or deleted. A record is the fold of its
+events (gangway/record.py), so a killed process still leaves everything it did on record, and a
+failure while finishing can add an event but never erase one. The store is any SQLAlchemy URL
+(``GANGWAY_LEDGER_URL``; default a SQLite file in GANGWAY_HOME), so a team can share one
+MySQL-backed ledger. Events are scrubbed of secrets before writing.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
-import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from gangway.config import gangway_home
 from gangway.errors import GangwayError
-from gangway.evidence import GateResult
+from gangway.record import DeployRecord, Event, EventKind, Outcome, fold
 from gangway.redact import scrub
 
 
@@ -34,88 +33,30 @@ class LedgerError(GangwayError):
     boundary = "ledger"
 
 
-class Outcome(StrEnum):
-    """How a deploy attempt ended (RUNNING until it does)."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    BLOCKED = "blocked"
-    ROLLED_BACK = "rolled-back"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-    REFUSED = "refused"  # bad input: refused before any side effect
-
-
-class FunctionMove(BaseModel):
-    """One function's versions around a deploy."""
-
-    name: str
-    version_before: str | None = None
-    version_after: str | None = None
-    image_before: str | None = None
-    image_after: str | None = None
-    alias_moved: bool = False
-    restored_to: str | None = None
-    restore_verified: bool | None = None
-
-
-class StepRecord(BaseModel):
-    """A step as it ran: its status and how long it took."""
-
-    name: str
-    status: str
-    seconds: float = 0.0
-    detail: str = ""
-
-
-class DeployRecord(BaseModel):
-    """The artifact chain of one deploy: SHA → digest → versions → schema → gate evidence."""
-
-    deploy_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    kind: str = "deploy"
-    env: str
-    commit_sha: str
-    dirty: bool = False
-    image_ref: str | None = None
-    image_digest: str | None = None
-    schema_before: str | None = None
-    schema_after: str | None = None
-    functions: dict[str, FunctionMove] = Field(default_factory=dict)
-    gates: list[GateResult] = Field(default_factory=list)
-    steps: list[StepRecord] = Field(default_factory=list)
-    traffic: dict[str, Any] = Field(default_factory=dict)
-    outcome: Outcome = Outcome.RUNNING
-    trigger: dict[str, Any] | None = None
-    rollback: dict[str, Any] | None = None
-    message: str = ""
-    notes: list[str] = Field(default_factory=list)
-    actor: str = Field(default_factory=lambda: f"{_user()}@{socket.gethostname()}")
-    flow_run_id: str | None = None
-    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
-
-
 METADATA = sa.MetaData()
-DEPLOYS = sa.Table(
-    "gangway_deploys",
+EVENTS = sa.Table(
+    "gangway_events",
     METADATA,
-    sa.Column("deploy_id", sa.String(32), primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deploy_id", sa.String(32), nullable=False, index=True),
     sa.Column("env", sa.String(32), nullable=False, index=True),
-    sa.Column("commit_sha", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False, index=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    # Copied out of the data so that lookups by commit, digest and outcome are indexed.
+    sa.Column("commit_sha", sa.String(64), nullable=True, index=True),
     sa.Column("image_digest", sa.String(80), nullable=True, index=True),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("started_at", sa.DateTime, nullable=False),
-    sa.Column("finished_at", sa.DateTime, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("data", sa.Text, nullable=False),
+)
+# The ledger before events: one rewritable row per deploy. Imported once, read-only after.
+LEGACY = sa.Table(
+    "gangway_deploys",
+    sa.MetaData(),
+    sa.Column("deploy_id", sa.String(32), primary_key=True),
     sa.Column("record", sa.Text, nullable=False),
 )
+# Kinds that settle an outcome: an attempt without one of these is still running.
+SETTLING = (EventKind.FINISHED.value, EventKind.RECOVERED.value, EventKind.SNAPSHOT.value)
 
 
 def ledger_url() -> str:
@@ -128,8 +69,17 @@ def ledger_url() -> str:
     return f"sqlite:///{Path(home) / 'ledger.sqlite3'}"
 
 
+# A store that is briefly away (a restart, a failover) is waited for, a few seconds at most.
+_transient_store = retry(
+    retry=retry_if_exception_type(SQLAlchemyError),
+    stop=stop_after_delay(5),
+    wait=wait_exponential(multiplier=0.1, max=1),
+    reraise=True,
+)
+
+
 class Ledger:
-    """Read and write deploy records."""
+    """Append deploy events; read records folded from them."""
 
     def __init__(self, url: str | None = None, secrets: list[str] | None = None) -> None:
         self.url = url or ledger_url()
@@ -137,6 +87,7 @@ class Ledger:
         try:
             self.engine = sa.create_engine(self.url)
             METADATA.create_all(self.engine)
+            self._import_legacy()
         except SQLAlchemyError as exc:
             raise self._error("opening", exc) from exc
 
@@ -153,78 +104,182 @@ class Ledger:
             remedy="fix GANGWAY_LEDGER_URL or the permissions of GANGWAY_HOME",
         )
 
-    def save(self, record: DeployRecord) -> DeployRecord:
-        """Insert or replace the record (scrubbed of secrets); returns what was stored."""
-        clean = DeployRecord.model_validate(scrub(record.model_dump(mode="json"), self.secrets))
+    # -- writing ------------------------------------------------------------------------
+    def append(self, event: Event, env: str) -> Event:
+        """Append one event (scrubbed of secrets); returns what was stored."""
+        clean = Event.model_validate(scrub(event.model_dump(mode="json"), self.secrets))
+        data = clean.data
         row = {
             "deploy_id": clean.deploy_id,
-            "kind": clean.kind,
-            "env": clean.env,
-            "commit_sha": clean.commit_sha,
-            "image_digest": clean.image_digest,
-            "outcome": clean.outcome.value,
-            "started_at": clean.started_at.replace(tzinfo=None),
-            "finished_at": clean.finished_at.replace(tzinfo=None) if clean.finished_at else None,
-            "record": clean.model_dump_json(),
+            "env": env,
+            "kind": clean.kind.value,
+            "at": clean.at.replace(tzinfo=None),
+            "commit_sha": data.get("commit_sha"),
+            "image_digest": data.get("image_digest"),
+            "outcome": data.get("outcome"),
+            "data": json.dumps(data, sort_keys=True),
         }
-        try:
+
+        @_transient_store
+        def insert() -> None:
             with self.engine.begin() as conn:
-                updated = conn.execute(
-                    DEPLOYS.update().where(DEPLOYS.c.deploy_id == clean.deploy_id).values(**row)
-                ).rowcount
-                if not updated:
-                    conn.execute(DEPLOYS.insert().values(**row))
+                conn.execute(EVENTS.insert().values(**row))
+
+        try:
+            insert()
         except SQLAlchemyError as exc:
             raise self._error("writing", exc) from exc
         return clean
 
-    def _query(self, where: Any, limit: int) -> list[DeployRecord]:
+    def write(self, record: DeployRecord) -> DeployRecord:
+        """Put a record made elsewhere on file as events (a refusal; a record a test plants):
+        started (with its trigger) if new, then finished if its outcome is final."""
+        stored = self.get(record.deploy_id)
+        if stored is None:
+            start = record.model_dump(mode="json", exclude={"outcome", "message", "finished_at"})
+            self.append(
+                Event(
+                    deploy_id=record.deploy_id,
+                    kind=EventKind.STARTED,
+                    at=record.started_at,
+                    data=start,
+                ),
+                record.env,
+            )
+            if record.trigger:
+                self.append(
+                    Event(deploy_id=record.deploy_id, kind=EventKind.TRIGGER, data=record.trigger),
+                    record.env,
+                )
+        if record.outcome is not Outcome.RUNNING and (
+            stored is None or stored.outcome is Outcome.RUNNING
+        ):
+            self.append(
+                Event(
+                    deploy_id=record.deploy_id,
+                    kind=EventKind.FINISHED,
+                    at=record.finished_at or datetime.now(UTC),
+                    data={"outcome": record.outcome.value, "message": record.message},
+                ),
+                record.env,
+            )
+        found = self.get(record.deploy_id)
+        assert found is not None
+        return found
+
+    def _import_legacy(self) -> None:
+        """Records of the pre-event ledger become one snapshot event each, once."""
+        if not sa.inspect(self.engine).has_table(LEGACY.name):
+            return
+        with self.engine.begin() as conn:
+            known = {r[0] for r in conn.execute(sa.select(EVENTS.c.deploy_id).distinct())}
+            for deploy_id, text in conn.execute(sa.select(LEGACY.c.deploy_id, LEGACY.c.record)):
+                if deploy_id in known:
+                    continue
+                old = DeployRecord.model_validate(json.loads(text))
+                data = old.model_dump(mode="json")
+                conn.execute(
+                    EVENTS.insert().values(
+                        deploy_id=deploy_id,
+                        env=old.env,
+                        kind=EventKind.SNAPSHOT.value,
+                        at=old.started_at.replace(tzinfo=None),
+                        commit_sha=old.commit_sha,
+                        image_digest=old.image_digest,
+                        outcome=old.outcome.value,
+                        data=json.dumps(data, sort_keys=True),
+                    )
+                )
+
+    # -- reading ------------------------------------------------------------------------
+    def events(self, deploy_id: str) -> list[Event]:
+        """Every event of one attempt, in the order appended."""
+        rows = self._rows(
+            sa.select(EVENTS.c.deploy_id, EVENTS.c.kind, EVENTS.c.at, EVENTS.c.data)
+            .where(EVENTS.c.deploy_id == deploy_id)
+            .order_by(EVENTS.c.id)
+        )
+        return [_event(r) for r in rows]
+
+    def _rows(self, query: Any) -> Sequence[Any]:
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(DEPLOYS.c.record)
-                    .where(where)
-                    .order_by(DEPLOYS.c.started_at.desc())
-                    .limit(limit)
-                ).all()
+                return conn.execute(query).all()
         except SQLAlchemyError as exc:
             raise self._error("reading", exc) from exc
-        return [DeployRecord.model_validate(json.loads(r[0])) for r in rows]
+
+    def _records(self, where: Any, limit: int) -> list[DeployRecord]:
+        """Records whose started (or imported) event matches where, newest first."""
+        ids = [
+            r[0]
+            for r in self._rows(
+                sa.select(EVENTS.c.deploy_id)
+                .where(sa.and_(EVENTS.c.kind.in_(("started", "snapshot")), where))
+                .order_by(EVENTS.c.at.desc(), EVENTS.c.id.desc())
+                .limit(limit)
+            )
+        ]
+        if not ids:
+            return []
+        rows = self._rows(
+            sa.select(EVENTS.c.deploy_id, EVENTS.c.kind, EVENTS.c.at, EVENTS.c.data)
+            .where(EVENTS.c.deploy_id.in_(ids))
+            .order_by(EVENTS.c.id)
+        )
+        by_id: dict[str, list[Event]] = {}
+        for r in rows:
+            by_id.setdefault(r[0], []).append(_event(r))
+        return [fold(by_id[i]) for i in ids if i in by_id]
+
+    def deploy_ids(self, env: str | None = None) -> list[str]:
+        """Every attempt's id (of one environment), oldest first: cheap, nothing folded."""
+        where = EVENTS.c.kind.in_(("started", "snapshot"))
+        if env:
+            where = sa.and_(where, EVENTS.c.env == env)
+        query = sa.select(EVENTS.c.deploy_id).where(where).order_by(EVENTS.c.id)
+        return [r[0] for r in self._rows(query)]
 
     def get(self, deploy_id: str) -> DeployRecord | None:
         """One record by id."""
-        found = self._query(DEPLOYS.c.deploy_id == deploy_id, 1)
-        return found[0] if found else None
+        events = self.events(deploy_id)
+        return fold(events) if events else None
 
     def by_id_prefix(self, prefix: str, limit: int = 20) -> list[DeployRecord]:
         """Records whose deploy id starts with prefix (``LIKE 'prefix%'``), newest first."""
         # autoescape: a '%' or '_' typed by the user is a character, not a wildcard.
-        return self._query(DEPLOYS.c.deploy_id.startswith(prefix, autoescape=True), limit)
+        return self._records(EVENTS.c.deploy_id.startswith(prefix, autoescape=True), limit)
 
     def by_sha(
         self, commit_sha: str, env: str | None = None, limit: int = 50
     ) -> list[DeployRecord]:
         """Records of a commit (a prefix of 7+ characters works), newest first."""
         where = (
-            DEPLOYS.c.commit_sha.startswith(commit_sha)
+            EVENTS.c.commit_sha.startswith(commit_sha, autoescape=True)
             if len(commit_sha) < 40
-            else (DEPLOYS.c.commit_sha == commit_sha)
+            else (EVENTS.c.commit_sha == commit_sha)
         )
         if env:
-            where = sa.and_(where, DEPLOYS.c.env == env)
-        return self._query(where, limit)
+            where = sa.and_(where, EVENTS.c.env == env)
+        return self._records(where, limit)
 
     def by_digest(self, digest: str, limit: int = 50) -> list[DeployRecord]:
         """Records that carried an image digest, newest first."""
-        return self._query(DEPLOYS.c.image_digest == digest, limit)
+        ids = sa.select(EVENTS.c.deploy_id).where(EVENTS.c.image_digest == digest)
+        return self._records(EVENTS.c.deploy_id.in_(ids), limit)
 
     def recent(self, env: str | None = None, limit: int = 20) -> list[DeployRecord]:
         """The newest records (of one environment), newest first."""
-        where = DEPLOYS.c.env == env if env else sa.true()
-        return self._query(where, limit)
+        return self._records(EVENTS.c.env == env if env else sa.true(), limit)
 
     def running(self, env: str) -> list[DeployRecord]:
-        """Attempts on env still marked running (a live deploy, or one that was killed)."""
-        return self._query(
-            sa.and_(DEPLOYS.c.env == env, DEPLOYS.c.outcome == Outcome.RUNNING.value), 20
-        )
+        """Attempts on env not yet settled (a live deploy, or one that was killed)."""
+        settled = sa.select(EVENTS.c.deploy_id).where(EVENTS.c.kind.in_(SETTLING))
+        found = self._records(sa.and_(EVENTS.c.env == env, EVENTS.c.deploy_id.not_in(settled)), 20)
+        return [r for r in found if r.outcome is Outcome.RUNNING]
+
+
+def _event(row: Any) -> Event:
+    deploy_id, kind, at, data = row
+    # Stored naive (SQLite keeps no zone); written as UTC.
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
+    return Event(deploy_id=deploy_id, kind=EventKind(kind), at=at, data=json.loads(data))

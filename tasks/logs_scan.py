@@ -73,11 +73,20 @@ class LogSummary:
     app_lines: int = 0
     report_lines: int = 0
     request_ids: set[str] = field(default_factory=set)
+    started: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
     reported: set[str] = field(default_factory=set)
+    # The stream each request's lines are in, and the error lines charged to it.
+    streams: dict[str, str] = field(default_factory=dict)
+    request_errors: dict[str, list[str]] = field(default_factory=dict)
     errored_requests: set[str] = field(default_factory=set)
     orphan_errors: int = 0
     timeout_ms: int | None = None
     errors: dict[str, list[str]] = field(
+        default_factory=lambda: {kind: [] for kind, _ in ERROR_KINDS}
+    )
+    # Parallel to errors: the request id each error line is charged to (None: no invocation).
+    error_owners: dict[str, list[str | None]] = field(
         default_factory=lambda: {kind: [] for kind, _ in ERROR_KINDS}
     )
 
@@ -126,17 +135,24 @@ def _summarise_stream(
     # One container runs one invocation at a time, so lines between START and END belong to
     # it; an error before START (an init failure) is charged to the next invocation.
     current: str | None = None
-    pending_error = False
+    # Error lines before any START (an init failure), charged to the next invocation.
+    pending: list[tuple[str, int]] = []
     for line in lines:
         summary.events += 1
         message = line.message.rstrip("\n")
         marker = REQUEST.match(message.lstrip())
+        owner = marker.group(2) if marker else current
+        if marker:
+            summary.request_ids.add(owner)
+            summary.streams.setdefault(owner, line.stream)
         if marker and marker.group(1) == "START":
-            current = marker.group(2)
-            summary.request_ids.add(current)
-            if pending_error:
-                summary.errored_requests.add(current)
-                pending_error = False
+            current = owner
+            summary.started.add(owner)
+            for kind, index in pending:
+                _charge(summary, kind, index, owner)
+            pending = []
+        elif marker and marker.group(1) == "END":
+            summary.ended.add(owner)
         kind = error_kind(message)
         quoted = message
         if kind is None and marker and marker.group(1) == "REPORT":
@@ -144,21 +160,28 @@ def _summarise_stream(
             quoted = f"{message.strip()} (Duration reached the {timeout_ms} ms timeout)"
         if kind:
             summary.errors[kind].append(quoted)
-            if current:
-                summary.errored_requests.add(current)
+            summary.error_owners[kind].append(None)
+            if owner:
+                _charge(summary, kind, len(summary.errors[kind]) - 1, owner)
             else:
-                pending_error = True
+                pending.append((kind, len(summary.errors[kind]) - 1))
         if marker and marker.group(1) == "REPORT":
             summary.report_lines += 1
-            summary.request_ids.add(marker.group(2))
-            summary.reported.add(marker.group(2))
+            summary.reported.add(owner)
             if REPORT_FAILED.search(message):
-                summary.errored_requests.add(marker.group(2))
+                summary.errored_requests.add(owner)
             current = None
         elif not _is_platform(message) and message.strip():
             summary.app_lines += 1
-    if pending_error:
+    if pending:
         summary.orphan_errors += 1
+
+
+def _charge(summary: LogSummary, kind: str, index: int, request_id: str) -> None:
+    """Attribute error line index (of its kind) to request_id."""
+    summary.errored_requests.add(request_id)
+    summary.error_owners[kind][index] = request_id
+    summary.request_errors.setdefault(request_id, []).append(summary.errors[kind][index])
 
 
 def _report_timeout(message: str, timeout_ms: int | None) -> str | None:
@@ -186,14 +209,10 @@ def _days(since_ms: int, now: datetime) -> list[str]:
 def version_streams(logs: Any, group: str, version: str, since_ms: int) -> list[str]:
     """Names of the version's log streams that can hold events since since_ms."""
     names: list[str] = []
+    pages = logs.get_paginator("describe_log_streams")
     for day in _days(since_ms, datetime.now(UTC)):
         prefix = f"{day}/[{version}]"
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"logGroupName": group, "logStreamNamePrefix": prefix}
-            if token:
-                kwargs["nextToken"] = token
-            page = logs.describe_log_streams(**kwargs)
+        for page in pages.paginate(logGroupName=group, logStreamNamePrefix=prefix):
             names.extend(
                 s["logStreamName"]
                 for s in page.get("logStreams", [])
@@ -201,9 +220,6 @@ def version_streams(logs: Any, group: str, version: str, since_ms: int) -> list[
                 if s.get("lastEventTimestamp", since_ms) >= since_ms
                 and s["logStreamName"].startswith(prefix)
             )
-            token = page.get("nextToken")
-            if not token or not page.get("logStreams"):
-                break
     return names
 
 
@@ -217,17 +233,13 @@ def read_version_lines(logs: Any, group: str, version: str, since_ms: int) -> li
     streams = version_streams(logs, group, version, since_ms)
     wanted = set(streams)
     lines: list[LogLine] = []
+    pages = logs.get_paginator("filter_log_events")
     for chunk in _chunks(streams, STREAMS_PER_FILTER):
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "logGroupName": group,
-                "logStreamNames": list(chunk),
-                "startTime": since_ms,
-            }
-            if token:
-                kwargs["nextToken"] = token
-            page = logs.filter_log_events(**kwargs)
+        # AWS may answer a page with no events and a nextToken (it searches in slices): only
+        # a page without a token is the last one, which the paginator knows.
+        for page in pages.paginate(
+            logGroupName=group, logStreamNames=list(chunk), startTime=since_ms
+        ):
             lines.extend(
                 LogLine(e["logStreamName"], int(e["timestamp"]), e.get("message", ""))
                 for e in page.get("events", [])
@@ -235,9 +247,6 @@ def read_version_lines(logs: Any, group: str, version: str, since_ms: int) -> li
                 # other versions' lines.
                 if e.get("logStreamName") in wanted and int(e["timestamp"]) >= since_ms
             )
-            token = page.get("nextToken")
-            if not token or not page.get("events"):
-                break
     return lines
 
 
@@ -272,7 +281,7 @@ def collect(
     Without request_ids, waits for at least one REPORT line. Raises AwsError on access errors.
     """
     if wait_s is None:
-        wait_s = REHEARSAL_LOG_WAIT_S if config.environment.aws.endpoint_url else AWS_LOG_WAIT_S
+        wait_s = log_wait_s(config)
     logs = client(config, "logs")
     group = log_group(function_name)
     timeout_ms = version_timeout_ms(config, function_name, version)
@@ -291,6 +300,11 @@ def collect(
         if _complete(summary, request_ids) or time.monotonic() >= deadline:
             return summary, exists
         time.sleep(POLL_INTERVAL_S)
+
+
+def log_wait_s(config: DeployConfig) -> float:
+    """How long a scan waits for log delivery by default (AWS lags, the rehearsal does not)."""
+    return REHEARSAL_LOG_WAIT_S if config.environment.aws.endpoint_url else AWS_LOG_WAIT_S
 
 
 def _complete(summary: LogSummary, request_ids: Sequence[str]) -> bool:
@@ -330,6 +344,57 @@ ERROR_CHECKS = {
 }
 
 
+def _attributed(summary: LogSummary, kind: str) -> list[str]:
+    """The kind's error lines, each prefixed with the request it is charged to."""
+    return [
+        f"[request {owner}] {line}" if owner else f"[no invocation] {line}"
+        for line, owner in zip(summary.errors[kind], summary.error_owners[kind], strict=True)
+    ]
+
+
+def _request_check(
+    summary: LogSummary, request_id: str, where: str, wait_s: float, secrets: list[str]
+) -> Check:
+    """The smoke invoke request_id is tied to its own START and END/REPORT lines."""
+    seen = [
+        name
+        for name, found in (
+            ("START", request_id in summary.started),
+            ("END", request_id in summary.ended),
+            ("REPORT", request_id in summary.reported),
+        )
+        if found
+    ]
+    ok = "START" in seen and ("END" in seen or "REPORT" in seen)
+    errors = summary.request_errors.get(request_id, [])
+    if ok:
+        found = f"{', '.join(seen)} in {summary.streams[request_id]}"
+        found += f"; {len(errors)} error lines" if errors else "; no error lines"
+    elif seen:
+        found = f"only {', '.join(seen)} after waiting {wait_s:g} s"
+    else:
+        found = f"no line of this request after waiting {wait_s:g} s"
+    return Check(
+        name=f"invocation {request_id}",
+        ok=ok,
+        expected=f"the START and END/REPORT lines of request {request_id} in {where} within "
+        f"the scan's {wait_s:g} s wait",
+        found=found,
+        remedy=""
+        if ok
+        else "the invoke answered but its log lines are not in the version's streams, so the "
+        "scan cannot vouch for it: check that the execution role may write logs "
+        "(logs:CreateLogStream, logs:PutLogEvents) and that the invoke ran this version; "
+        "if delivery is only slow, scan again",
+        evidence={
+            "request_id": request_id,
+            "stream": summary.streams.get(request_id, ""),
+            "lines": seen,
+            "errors": [scrub(e, secrets)[:QUOTE_CHARS] for e in errors[:QUOTE_LINES]],
+        },
+    )
+
+
 def _checks(
     summary: LogSummary,
     exists: bool,
@@ -337,6 +402,7 @@ def _checks(
     version: str,
     request_ids: Sequence[str],
     secrets: list[str],
+    wait_s: float,
 ) -> list[Check]:
     where = f"{group} streams [{version}]"
     checks = [
@@ -364,7 +430,8 @@ def _checks(
         ),
     ]
     for kind, (name, expected, remedy) in ERROR_CHECKS.items():
-        lines = summary.errors[kind]
+        lines = _attributed(summary, kind)
+        owners = summary.error_owners[kind]
         checks.append(
             Check(
                 name=name,
@@ -372,20 +439,22 @@ def _checks(
                 expected=expected,
                 found=_quote(lines, secrets) if lines else "none",
                 remedy=remedy if lines else "",
+                evidence={"by_request": _count(owners)} if lines else {},
             )
         )
-    if request_ids:
-        unseen = sorted(set(request_ids) - summary.reported)
-        checks.append(
-            Check(
-                name="REPORT line per invocation",
-                ok=not unseen,
-                expected=f"START…REPORT for each of {len(set(request_ids))} invocations",
-                found="all seen" if not unseen else f"not seen: {', '.join(unseen)}",
-                remedy="" if not unseen else "the invocation's logs did not arrive in time",
-            )
-        )
+    checks.extend(
+        _request_check(summary, request_id, where, wait_s, secrets)
+        for request_id in dict.fromkeys(request_ids)
+    )
     return checks
+
+
+def _count(owners: Sequence[str | None]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for owner in owners:
+        key = owner or "no invocation"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def scan_logs(
@@ -399,11 +468,15 @@ def scan_logs(
 ) -> GateResult:
     """Judge the version's log lines since since_ms: present, with app lines, without errors.
 
-    request_ids (from the smoke invokes) are waited for; wait_s bounds the wait for delivery.
+    request_ids (from the smoke invokes) are waited for, up to wait_s for delivery; each must
+    be found with its START and END/REPORT lines, and error lines name the request they
+    belong to.
     """
     started = time.monotonic()
     group = log_group(function_name)
     secrets = config.secret_values()
+    if wait_s is None:
+        wait_s = log_wait_s(config)
     # A smoke invoke that never reached the function has no request id to wait for.
     request_ids = [r for r in request_ids if r]
     try:
@@ -421,7 +494,7 @@ def scan_logs(
             )
         ]
     else:
-        checks = _checks(summary, exists, group, version, request_ids, secrets)
+        checks = _checks(summary, exists, group, version, request_ids, secrets, wait_s)
         evidence = {
             "events": summary.events,
             "app_lines": summary.app_lines,
@@ -429,6 +502,16 @@ def scan_logs(
             "report_lines": summary.report_lines,
             "invocations": len(summary.request_ids),
             "timeout_ms": summary.timeout_ms,
+            # Each smoke invoke tied to its log lines (and any errors charged to it).
+            "requests": {
+                r: {
+                    "start": r in summary.started,
+                    "end": r in summary.ended,
+                    "report": r in summary.reported,
+                    "error_lines": len(summary.request_errors.get(r, [])),
+                }
+                for r in dict.fromkeys(request_ids)
+            },
         }
         checks[0] = checks[0].model_copy(update={"evidence": evidence})
     return GateResult(

@@ -16,8 +16,9 @@ from docker.errors import APIError, ImageNotFound
 
 from gangway.config import DeployConfig
 from gangway.errors import ConfigError, DockerError, RegistryError
+from gangway.record import Outcome
 from tasks.image_build import BuiltImage
-from tasks.ledger import Ledger, Outcome
+from tasks.ledger import Ledger
 from tasks.registry import PushedImage, RegistryClient
 from tasks.source import SourceRevision
 

@@ -93,6 +93,20 @@ class RegistryClient:
         digest = response.headers.get("Docker-Content-Digest", "")
         return response.content, response.headers.get("Content-Type", ""), digest
 
+    def blob(self, repository: str, digest: str) -> bytes | None:
+        """The content of a blob (e.g. an image's config) by digest, or None when absent."""
+        response = self._request("GET", f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise RegistryError(
+                f"reading blob {repository}@{digest} failed",
+                expected="HTTP 200 with the blob",
+                found=f"HTTP {response.status_code}: {response.text[:300]}",
+                remedy="check the registry's log and credentials",
+            )
+        return response.content
+
     def digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest the registry serves for a tag (or confirms for a digest)."""
         found = self.manifest(repository, reference)

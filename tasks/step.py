@@ -1,8 +1,9 @@
 """The thin Prefect layer: turn a plain typed function into an observable, bounded step.
 
-Every step gets a timeout; only transient failures (throttling, connection resets, 5xx) are
-retried, with exponential backoff and jitter; nothing is ever served from a cache, because a
-deploy step that "already ran" with the same inputs proves nothing about the world now.
+Every step gets a timeout; only transient failures (tasks/transient.py: no answer, throttling,
+connection resets, 5xx) are retried, with exponential backoff and jitter; nothing is ever
+served from a cache, because a deploy step that "already ran" with the same inputs proves
+nothing about the world now.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from gangway.errors import GangwayError
+from tasks.transient import is_transient
 
 
 class _DomainErrorsWithoutTraceback(logging.Filter):
@@ -34,33 +36,9 @@ for _name in ("prefect.flow_runs", "prefect.task_runs"):
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TRANSIENT_MARKERS = (
-    "Throttling",
-    "TooManyRequests",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-    "Connection reset",
-    "ConnectionResetError",
-    "RemoteDisconnected",
-    "HTTP 5",
-)
-
-
-class TransientError(Exception):
-    """Raised by a boundary client for failures worth retrying (throttling, resets, 5xx)."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors a retry can fix; config, permission and gate failures never are."""
-    if isinstance(exc, TransientError | ConnectionResetError):
-        return True
-    text = f"{type(exc).__name__} {exc}"
-    return any(marker in text for marker in TRANSIENT_MARKERS)
-
 
 def _retry_condition(_task: Any, _task_run: Any, state: Any) -> bool:
+    """Prefect's retry condition: retry a step only when its failure is transient."""
     try:
         state.result()
     except BaseException as exc:  # the state re-raises the step's own exception

@@ -1,7 +1,8 @@
-"""Every deploy step as a Prefect task: a thin wrapper over a plain, typed boundary function.
+"""What each deploy step asks of its boundary: plain, typed functions over the boundary clients.
 
-Timeouts bound every step; only transient failures are retried (tasks/step.py). The wrappers
-open their own clients so that their inputs stay plain data.
+The executor runs each plan step as one Prefect task with the step's timeout and retry policy
+(gangway/plan.py, tasks/step.py); these functions are what those tasks call, so a step is one
+task run, not a tree of them. They open their own clients so that their inputs stay plain data.
 """
 
 from __future__ import annotations
@@ -17,32 +18,55 @@ from prefect.exceptions import MissingContextError
 from gangway.config import DeployConfig, SmokeCase
 from gangway.errors import GangwayError
 from gangway.evidence import GateResult
-from tasks import columns, ground_truth, lambda_deploy, logs_scan, migrations, smoke
+from tasks import (
+    columns,
+    ground_truth,
+    lambda_alias,
+    lambda_config_gate,
+    lambda_publish,
+    logs_scan,
+    migrations,
+    smoke,
+)
 from tasks.docker_engine import docker_client
 from tasks.image_build import BuiltImage, build_image
 from tasks.image_gate import image_gate
+from tasks.image_reuse import ReusableImage, ReuseDecision, decide_reuse, reuse_image
+from tasks.lambda_read import AliasState, LiveFunction
 from tasks.promotion import pull_image
 from tasks.registry import PushedImage, push_image
 from tasks.source import SourceRevision
-from tasks.step import step
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
-@step("build image", timeout_s=1200)
 def build(config: DeployConfig, revision: SourceRevision) -> BuiltImage:
     """Build the service image for revision, labelled with its commit SHA."""
     return build_image(docker_client(), config, revision)
 
 
-@step("pull image", timeout_s=900, retries=3)
+def find_reuse(config: DeployConfig, revision: SourceRevision) -> ReuseDecision:
+    """Whether revision's image is already pushed and verifies (read-only; dirty: never)."""
+    if revision.dirty:
+        return ReuseDecision(None, "dirty tree: its tag does not describe its content")
+    try:
+        engine = docker_client(timeout=30)
+    except GangwayError as exc:  # the build step meets the same engine and reports it
+        return ReuseDecision(None, f"could not check for a pushed image: {exc.message}")
+    return decide_reuse(engine, config, revision)
+
+
+def reuse(config: DeployConfig, reusable: ReusableImage) -> tuple[BuiltImage, PushedImage]:
+    """The verified pushed image, made available locally for the gate, without a build."""
+    return reuse_image(docker_client(), config, reusable)
+
+
 def pull(pushed: PushedImage, revision: SourceRevision) -> BuiltImage:
     """Pull a validated image by digest (promotion: no rebuild)."""
     return pull_image(docker_client(), pushed, revision)
 
 
-@step("in-image import gate", timeout_s=300)
 def gate_image(
     config: DeployConfig, image: BuiltImage, env: dict[str, dict[str, str]] | None = None
 ) -> GateResult:
@@ -50,7 +74,6 @@ def gate_image(
     return image_gate(docker_client(), config, image.reference, env)
 
 
-@step("push image", timeout_s=900, retries=3)
 def push(config: DeployConfig, image: BuiltImage) -> PushedImage:
     """Push the image and read its manifest digest back from the registry."""
     return push_image(
@@ -61,34 +84,29 @@ def push(config: DeployConfig, image: BuiltImage) -> PushedImage:
     )
 
 
-@step("migration lint", timeout_s=120, retries=2)
 def lint(config: DeployConfig, plan: migrations.MigrationPlan, allow: bool) -> GateResult:
     """Block destructive pending revisions unless allowed."""
     return migrations.lint_gate(config, plan, allow)
 
 
-@step("migrate", timeout_s=900)
 def migrate(config: DeployConfig) -> migrations.MigrationResult:
     """Apply pending revisions under the database's migration lock."""
     return migrations.migrate(config)
 
 
-@step("migration applied", timeout_s=120, retries=2)
 def migration_applied(config: DeployConfig, plan: migrations.MigrationPlan) -> GateResult:
     """The version table and the real columns agree."""
     return migrations.agreement_gate(config, plan)
 
 
-@step("verify columns", timeout_s=120, retries=2)
 def verify_columns(config: DeployConfig, plan: migrations.MigrationPlan) -> GateResult:
     """Every column the code writes exists with a compatible type and nullability."""
     return columns.verify_columns(config, plan)
 
 
-@step("config gate", timeout_s=60)
-def config_gate(config: DeployConfig, live: dict[str, lambda_deploy.LiveFunction]) -> GateResult:
+def config_gate(config: DeployConfig, live: dict[str, LiveFunction]) -> GateResult:
     """The functions' deployed configuration covers what their handlers need."""
-    return lambda_deploy.config_gate(config, live)
+    return lambda_config_gate.config_gate(config, live)
 
 
 def _each(action: Callable[[K], V], items: list[K]) -> dict[K, V]:
@@ -104,29 +122,26 @@ def _each(action: Callable[[K], V], items: list[K]) -> dict[K, V]:
         return {item: future.result() for item, future in futures.items()}
 
 
-@step("deploy versions", timeout_s=600, retries=3)
 def deploy_versions(
-    config: DeployConfig, live: dict[str, lambda_deploy.LiveFunction], image_uri: str
-) -> dict[str, lambda_deploy.DeployedVersion]:
+    config: DeployConfig, live: dict[str, LiveFunction], image_uri: str
+) -> dict[str, lambda_publish.DeployedVersion]:
     """Update every function's code by digest, publish a version each, verify their images."""
-    return _each(lambda key: lambda_deploy.deploy_version(config, live[key], image_uri), list(live))
+    return _each(
+        lambda key: lambda_publish.deploy_version(config, live[key], image_uri), list(live)
+    )
 
 
-@step("shift aliases", timeout_s=120, retries=3)
-def shift_aliases(
-    config: DeployConfig, targets: dict[str, str]
-) -> dict[str, lambda_deploy.AliasState]:
+def shift_aliases(config: DeployConfig, targets: dict[str, str]) -> dict[str, AliasState]:
     """Point each function's alias (by function name) at its new version, no weights."""
-    return _each(lambda name: lambda_deploy.shift_alias(config, name, targets[name]), list(targets))
+    return _each(lambda name: lambda_alias.shift_alias(config, name, targets[name]), list(targets))
 
 
-@step("set canaries", timeout_s=120, retries=3)
 def set_canaries(
     config: DeployConfig, targets: dict[str, tuple[str, str]], percent: int
-) -> dict[str, lambda_deploy.AliasState]:
+) -> dict[str, AliasState]:
     """Keep each alias on its stable version and route percent of invokes to the new one."""
     return _each(
-        lambda name: lambda_deploy.set_canary(config, name, *targets[name], percent),
+        lambda name: lambda_alias.set_canary(config, name, *targets[name], percent),
         list(targets),
     )
 
@@ -139,54 +154,49 @@ def _step_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger(__name__)
 
 
-# Each restore retries AWS itself for a bounded window (environment.deploy.restore_window_s, 60 s
-# by default); the timeout leaves room for its last attempt.
-@step("restore aliases", timeout_s=120, retries=3)
 def restore_aliases(
     config: DeployConfig,
-    previous: dict[str, lambda_deploy.AliasState],
+    previous: dict[str, AliasState],
     window_s: float | None = None,
-) -> dict[str, lambda_deploy.AliasState | str]:
+) -> dict[str, AliasState | str]:
     """Put every moved alias back where it was and read it back; failures are per function.
 
     While AWS does not answer (or throttles), each restore keeps retrying with backoff for
     window_s (default: the environment's restore window), logging every retry.
     """
-    log = _step_logger()
-    lam = lambda_deploy.restore_client(config)
-
-    def restore(name: str) -> lambda_deploy.AliasState | str:
-        try:
-            return lambda_deploy.restore_alias(
-                config, name, previous[name], lam=lam, window_s=window_s, on_retry=log.warning
-            )
-        except GangwayError as exc:  # every alias gets its try; the caller reports each
-            return exc.render()
-
-    return _each(restore, list(previous))
+    return lambda_alias.restore_aliases(config, previous, window_s, on_retry=_step_logger().warning)
 
 
-@step("smoke", timeout_s=900)
 def smoke_all(
     config: DeployConfig,
     qualifiers: dict[str, str],
     correlation_id: str,
     expect_versions: dict[str, str],
 ) -> tuple[GateResult, list[smoke.SmokeOutcome]]:
-    """Invoke every smoke case in order; validate responses and the versions that ran."""
+    """Invoke every smoke case (functions concurrently, each function's cases in order);
+    validate responses and the versions that ran. Outcomes carry their request ids."""
     return smoke.smoke_gate(config, qualifiers, correlation_id, expect_versions)
 
 
-@step("log scan", timeout_s=180, retries=2)
-def scan_logs(config: DeployConfig, versions: dict[str, str], since_ms: int) -> list[GateResult]:
-    """Scan each new version's log streams (function name → version) for errors and app lines."""
+def scan_logs(
+    config: DeployConfig,
+    versions: dict[str, str],
+    since_ms: int,
+    request_ids: dict[str, list[str]] | None = None,
+) -> list[GateResult]:
+    """Scan each new version's log streams (function name → version) for errors and app lines;
+    request_ids (function name → the smoke invokes' ids, smoke.request_ids) must each be found
+    with their own START and END/REPORT lines."""
+    ids = request_ids or {}
     found = _each(
-        lambda name: logs_scan.scan_logs(config, name, versions[name], since_ms), list(versions)
+        lambda name: logs_scan.scan_logs(
+            config, name, versions[name], since_ms, request_ids=ids.get(name, [])
+        ),
+        list(versions),
     )
     return list(found.values())
 
 
-@step("count invocations", timeout_s=120, retries=2)
 def count_invocations(
     config: DeployConfig, versions: dict[str, str], since_ms: int
 ) -> dict[str, tuple[int, int]]:
@@ -198,8 +208,7 @@ def count_invocations(
 
 
 # The count waits (bounded by environment.deploy.bake_log_wait_s, at most 300 s) for the log
-# lines of the bake's invokes that ran the new version; the timeout leaves room for it.
-@step("count canary invocations", timeout_s=420, retries=2)
+# lines of the bake's invokes that ran the new version; the bake step's timeout allows for it.
 def count_canary(
     config: DeployConfig,
     versions: dict[str, str],
@@ -222,7 +231,6 @@ def count_canary(
     )
 
 
-@step("ground truth", timeout_s=120, retries=2)
 def check_ground_truth(
     config: DeployConfig, case: SmokeCase, payload: dict | None, correlation_id: str
 ) -> GateResult:

@@ -26,9 +26,10 @@ import pytest
 import sqlalchemy as sa
 
 from gangway.config import REPO_ROOT, DeployConfig, load_config
+from gangway.record import DeployRecord, Outcome
 from rehearsal.stack import GOOD_STATES
-from tasks import lambda_deploy, schema
-from tasks.ledger import DeployRecord, Ledger, Outcome
+from tasks import lambda_read, schema
+from tasks.ledger import Ledger
 
 pytestmark = pytest.mark.stack
 
@@ -83,7 +84,7 @@ def run(
     *args: str, env: dict[str, str] | None = None, timeout: float = 600, command: str = "cli"
 ) -> Run:
     """Run ``gangway <args>`` (or another command) in its own process from the repo root."""
-    argv = [sys.executable, "-m", "gangway.cli", *args] if command == "cli" else list(args)
+    argv = [sys.executable, "-m", "cli", *args] if command == "cli" else list(args)
     started = time.monotonic()
     done = subprocess.run(
         argv,
@@ -132,7 +133,7 @@ def append_python(module: str, code: str) -> str:
 def read_aliases(config: DeployConfig) -> dict[str, tuple[str, dict[str, float]]]:
     """Every function's alias target and routing weights, read back from AWS."""
     states = {
-        key: lambda_deploy.read_alias(config, fn.name) for key, fn in config.functions.items()
+        key: lambda_read.read_alias(config, fn.name) for key, fn in config.functions.items()
     }
     return {key: (state.version, dict(state.weights)) for key, state in states.items()}
 
@@ -444,7 +445,7 @@ def test_ledger_show_prefix_ambiguous_or_unknown(tmp_path: Path) -> None:
     ledger = Ledger(url)
     ids = ["abcdef012345" + "0" * 20, "abcdef012345" + "1" * 20]
     for deploy_id in ids:
-        ledger.save(DeployRecord(deploy_id=deploy_id, env=ENV, commit_sha="f" * 40))
+        ledger.write(DeployRecord(deploy_id=deploy_id, env=ENV, commit_sha="f" * 40))
     ledger.engine.dispose()
     use = {"GANGWAY_LEDGER_URL": url}
 
@@ -465,7 +466,7 @@ def test_ledger_show_prefix_ambiguous_or_unknown(tmp_path: Path) -> None:
 def test_ledger_show_into_a_closed_pipe(deployed_record: DeployRecord) -> None:
     # `gangway ledger show ID | head -1`: the reader leaves before the record is printed.
     process = subprocess.Popen(
-        [sys.executable, "-m", "gangway.cli", "ledger", "show", deployed_record.deploy_id],
+        [sys.executable, "-m", "cli", "ledger", "show", deployed_record.deploy_id],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -477,3 +478,15 @@ def test_ledger_show_into_a_closed_pipe(deployed_record: DeployRecord) -> None:
     code = process.wait(timeout=60)
     assert code == 141, err
     assert err == "", "a closed pipe is not a gangway bug and must not be reported as one"
+
+
+def test_ledger_events_lists_the_facts_the_record_is_folded_from(
+    deployed_record: DeployRecord,
+) -> None:
+    shown = run("ledger", "events", deployed_record.deploy_id[:12])
+    assert shown.code == 0, shown.explain()
+    kinds = [line.split()[1] for line in shown.out.splitlines()[2:]]
+    assert kinds[0] == "started" and kinds[-1] == "finished", shown.out
+    assert kinds.count("step") == len(deployed_record.steps)
+    assert kinds.count("gate") == len(deployed_record.gates)
+    assert "moving" in kinds and "outcome=succeeded" in shown.out

@@ -206,6 +206,20 @@ def test_non_finite_numbers_are_refused_anywhere(deployments: Path, toml: str, k
     assert "finite" in err.value.expected
 
 
+def test_smoke_after_must_name_an_earlier_case(deployments: Path) -> None:
+    """The declared order stays a valid run order: after never points forward (no cycles)."""
+    _append(
+        deployments,
+        "[[smoke]]\nname='first'\nfunction='api'\nafter=['second']\n"
+        "[[smoke]]\nname='second'\nfunction='ticker_fetcher'",
+        "service.toml",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config("dev", deployments)
+    assert err.value.found == "second"
+    assert "smoke.after" in err.value.remedy
+
+
 def test_environment_overrides_are_json_literals_for_numbers(
     deployments: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -407,7 +421,7 @@ def test_a_config_file_of_exactly_one_mib_is_read(deployments: Path) -> None:
 def test_a_bake_above_max_bake_s_is_refused_before_anything_else(
     deployments: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.deploy import validate_request
+    from flows.request import validate_request
 
     monkeypatch.setenv("GANGWAY_DEPLOYMENTS", str(deployments))
     with pytest.raises(ConfigError) as err:
@@ -442,7 +456,7 @@ def test_a_build_input_outside_the_repository_makes_the_build_dirty(
     sha: str | None,
 ) -> None:
     """Never a clean commit, also with a SHA; the outside input is used from disk as is."""
-    from flows.deploy import resolve_source
+    from flows.request import resolve_source
 
     outside = tmp_path / "outside"
     if setting == "CONTEXT":
@@ -478,7 +492,7 @@ def test_a_build_input_outside_the_repository_makes_the_build_dirty(
 
 
 def test_a_commit_with_every_input_inside_stays_clean(deployments: Path) -> None:
-    from flows.deploy import resolve_source
+    from flows.request import resolve_source
 
     config = load_config("dev", deployments)
     resolved, revision = resolve_source(config, "HEAD")
@@ -502,12 +516,13 @@ def test_checkout_tree_refuses_what_git_archive_would_crash_on(tmp_path: Path) -
 
 
 def test_a_dirty_build_is_never_promotable(tmp_path: Path) -> None:
-    from tasks.ledger import DeployRecord, Ledger, Outcome
+    from gangway.record import DeployRecord, Outcome
+    from tasks.ledger import Ledger
     from tasks.promotion import find_validated
 
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     sha = "a" * 40
-    ledger.save(
+    ledger.write(
         DeployRecord(
             env="dev",
             commit_sha=sha,
@@ -519,7 +534,7 @@ def test_a_dirty_build_is_never_promotable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         find_validated(ledger, sha)
     assert "dev:succeeded (dirty)" in err.value.found
-    clean = ledger.save(
+    clean = ledger.write(
         DeployRecord(
             env="dev", commit_sha=sha, outcome=Outcome.SUCCEEDED, image_digest="sha256:" + "2" * 64
         )

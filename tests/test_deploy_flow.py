@@ -6,6 +6,7 @@ matrix in tests/faults/, judged from the aliases read back from AWS and the ledg
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -13,9 +14,10 @@ import pytest
 from flows.deploy import deploy
 from gangway.config import REPO_ROOT, DeployConfig, load_config
 from gangway.plan import DeployPlan
-from tasks import lambda_deploy, schema
+from gangway.record import DeployRecord, Outcome
+from tasks import lambda_read, schema
 from tasks.aws import client
-from tasks.ledger import DeployRecord, Ledger, Outcome
+from tasks.ledger import Ledger
 
 pytestmark = pytest.mark.stack
 ENV = "dev"
@@ -24,7 +26,7 @@ ENV = "dev"
 def aliases(config: DeployConfig) -> dict[str, str]:
     """Where each function's alias points now, read from AWS."""
     return {
-        key: lambda_deploy.read_alias(config, fn.name).version
+        key: lambda_read.read_alias(config, fn.name).version
         for key, fn in config.functions.items()
     }
 
@@ -83,6 +85,33 @@ def test_happy_path_records_the_whole_artifact_chain(
     assert_no_secrets(config, ledger.get(record.deploy_id))
 
 
+def test_the_plan_is_what_runs_and_prefect_sees_the_chain(config: DeployConfig) -> None:
+    """The steps a real run records are exactly its dry run's; Prefect's graph is the chain."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    plan = deploy(env=ENV, dry_run=True)
+    record = deploy(env=ENV)
+    assert isinstance(plan, DeployPlan) and isinstance(record, DeployRecord)
+    assert [s.name for s in record.steps] == [s.name for s in plan.steps]
+    assert {"migration applied", "migrate"} <= {s.name for s in plan.steps}
+    assert record.flow_run_id
+    with get_client(sync_client=True) as prefect:
+        run = prefect.read_flow_run(record.flow_run_id)
+        tasks = prefect.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+    assert run.name == f"{ENV} · {record.commit_sha[:7]} · deploy"
+    chain = sorted(
+        (t for t in tasks if t.name in {s.name for s in plan.steps}),
+        key=lambda t: t.expected_start_time or t.created,
+    )
+    assert [t.name for t in chain] == [s.name for s in plan.steps]
+    for before, after in itertools.pairwise(chain):
+        waited = {str(i.id) for i in after.task_inputs.get("wait_for", [])}
+        assert waited == {str(before.id)}, (after.name, before.name)
+
+
 def test_dry_run_prints_the_plan_and_changes_nothing(config: DeployConfig) -> None:
     before, count = aliases(config), len(Ledger().recent(ENV, limit=1000))
     plan = deploy(env=ENV, dry_run=True)
@@ -98,13 +127,13 @@ def test_cli_exit_codes_and_json(config: DeployConfig) -> None:
     import sys
 
     bad = subprocess.run(
-        [sys.executable, "-m", "gangway.cli", "deploy", "--env", "qa"],
+        [sys.executable, "-m", "cli", "deploy", "--env", "qa"],
         capture_output=True,
         text=True,
     )
     assert bad.returncode == 2 and "qa.toml" in bad.stderr
     plan = subprocess.run(
-        [sys.executable, "-m", "gangway.cli", "deploy", "--env", ENV, "--dry-run", "--json"],
+        [sys.executable, "-m", "cli", "deploy", "--env", ENV, "--dry-run", "--json"],
         capture_output=True,
         text=True,
     )
@@ -125,7 +154,8 @@ def test_promotion_deploys_the_validated_digest_without_rebuilding(config: Deplo
     record = deploy(env=ENV, sha=head[:12], promote=True)
     assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED
     assert record.kind == "promote" and record.image_digest == validated.image_digest
-    names = [s.name for s in record.steps]
-    assert "pull" in names and "build" not in names and "push" not in names
+    steps = {s.name: s.status for s in record.steps}
+    assert [s.name for s in record.steps] == [s.name for s in plan.steps]
+    assert "build" not in steps and steps["pull"] == "passed" and steps["push"] == "skipped"
     assert any(validated.deploy_id in note for note in record.notes)
     assert all(m.version_after == aliases(config)[k] for k, m in record.functions.items())

@@ -1,4 +1,5 @@
-"""The pipeline → Lambda boundary: describe, gate, publish by digest, move and restore aliases.
+"""The pipeline → Lambda boundary: describe, gate, publish by digest, move and restore aliases
+(tasks/lambda_read, lambda_config_gate, lambda_publish, lambda_alias).
 
 Stack tests run against moto over HTTP with the invoke bridge; the ones that move aliases or
 change function configuration use the `staging` environment (dev belongs to other tests) and
@@ -8,6 +9,8 @@ put everything back. The offline tests stub AWS's own error shapes that moto nev
 
 from __future__ import annotations
 
+import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,20 +24,13 @@ from botocore.stub import Stubber
 from gangway.config import DeployConfig, load_config
 from gangway.errors import AwsError
 from gangway.evidence import GateFailed, Status
-from tasks import lambda_deploy
-from tasks.aws import client
-from tasks.lambda_deploy import (
-    AliasState,
-    DeployedVersion,
-    LiveFunction,
-    config_gate,
-    deploy_version,
-    describe_functions,
-    read_alias,
-    restore_alias,
-    set_canary,
-    shift_alias,
-)
+from rehearsal.fault_proxy import FaultProxy
+from tasks import lambda_alias, lambda_publish, lambda_read
+from tasks.aws import RESTORE_READ_TIMEOUT_S, client
+from tasks.lambda_alias import restore_alias, restore_aliases, set_canary, shift_alias
+from tasks.lambda_config_gate import config_gate
+from tasks.lambda_publish import DeployedVersion, deploy_version
+from tasks.lambda_read import AliasState, LiveFunction, describe_functions, read_alias
 from tasks.registry import PushedImage
 
 # The ticker fetcher answers without the database: the cheapest function to invoke.
@@ -348,11 +344,12 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> DeployConfig:
 
 @pytest.fixture
 def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
-    """A stubbed Lambda client that lambda_deploy uses instead of a real one."""
+    """A stubbed Lambda client that the lambda_* modules use instead of a real one."""
     lam = boto3.client(
         "lambda", region_name="ap-southeast-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
-    monkeypatch.setattr(lambda_deploy, "client", lambda _config, _service, **_kw: lam)
+    for module in (lambda_read, lambda_publish, lambda_alias):
+        monkeypatch.setattr(module, "client", lambda _config, _service, **_kw: lam)
     with Stubber(lam) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
@@ -496,3 +493,95 @@ def test_a_restore_that_does_not_read_back_is_not_proven(
     with pytest.raises(AwsError, match=r"rollback of .* is not proven") as raised:
         restore_alias(offline, NAME, AliasState(name="live", version="1"))
     assert raised.value.expected == "live → 1" and raised.value.found == "live → 3"
+
+
+def test_the_reuse_scan_reads_every_page_of_versions(offline: DeployConfig, stub: Stubber) -> None:
+    # The version running the digest is on the second page (Lambda lists oldest first): a
+    # scan of the first page alone would publish a duplicate instead of reusing it.
+    stub.add_response("get_alias", ALIAS_V1, {"FunctionName": NAME, "Name": "live"})
+    latest = {"Configuration": _conf(), "Code": {"ImageUri": DIGEST_A}}
+    stub.add_response("get_function", latest, {"FunctionName": NAME, "Qualifier": "$LATEST"})
+    stub.add_response(
+        "list_versions_by_function",
+        {"Versions": [_conf(), _conf("1")], "NextMarker": "page-2"},
+        {"FunctionName": NAME},
+    )
+    stub.add_response(
+        "list_versions_by_function",
+        {"Versions": [_conf("2", CodeSha256="b" * 64)]},
+        {"FunctionName": NAME, "Marker": "page-2"},
+    )
+    on_b = {"Configuration": _conf("2", CodeSha256="b" * 64), "Code": {"ImageUri": DIGEST_B}}
+    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": "2"})
+    stub.add_response("get_function_configuration", _conf("2", CodeSha256="b" * 64))  # Active
+    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": "2"})
+    deployed = deploy_version(offline, _live(), DIGEST_B, wait_s=5)
+    assert deployed.reused and deployed.version == "2"
+    assert deployed.code_sha256 == "b" * 64
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """An AWS endpoint that accepts connections and never answers (a hung control plane)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)  # the kernel completes the handshakes; nobody ever reads a request
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_restore_against_an_endpoint_that_never_answers_ends_with_its_window(
+    offline: DeployConfig, silent_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The one rollback of the deploy and of crash recovery: with botocore's own retries (5
+    # attempts of a 60 s read timeout each) one call would hold it for minutes past its window.
+    for name, value in (("AWS_ACCESS_KEY_ID", "offline"), ("AWS_SECRET_ACCESS_KEY", "offline")):
+        monkeypatch.setenv(name, value)
+    aws = offline.environment.aws.model_copy(update={"endpoint_url": silent_endpoint})
+    environment = offline.environment.model_copy(update={"aws": aws})
+    config = offline.model_copy(update={"environment": environment})
+    window_s = 1.0
+    started = time.monotonic()
+    results = restore_aliases(config, {NAME: AliasState(name="live", version="1")}, window_s)
+    elapsed = time.monotonic() - started
+    failed = results[NAME]
+    assert isinstance(failed, str)
+    assert f"{NAME}:live FAILED: AWS did not accept it within 1 s (1 attempts)" in failed
+    assert f"the AWS endpoint {silent_endpoint} did not answer" in failed
+    # One request of at most the restore read timeout, then the window is over.
+    assert elapsed < window_s + RESTORE_READ_TIMEOUT_S + 2, elapsed
+    print(f"\nrestore against a silent endpoint gave up after {elapsed:.1f} s")
+
+
+@pytest.mark.stack
+def test_a_throttled_restore_sends_one_request_per_attempt_and_ends_with_its_window(
+    staging: DeployConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [staging.functions[key].name for key in ("api", CANARY_KEY)]
+    with FaultProxy(upstream=str(staging.environment.aws.endpoint_url)) as proxy:
+        monkeypatch.setenv("GANGWAY_ENVIRONMENT__AWS__ENDPOINT_URL", proxy.url)
+        config = load_config("staging")
+        proxy.throttle(10_000, match="lambda:*")  # AWS refuses every call for its rate
+        retries: list[str] = []
+        window_s = 2.0
+        started = time.monotonic()
+        results = restore_aliases(
+            config,
+            {name: AliasState(name="live", version="1") for name in names},
+            window_s,
+            on_retry=retries.append,
+        )
+        elapsed = time.monotonic() - started
+    attempts = 0
+    for name in names:
+        failed = results[name]
+        assert isinstance(failed, str)
+        found = re.search(rf"{name}:live FAILED: .* within 2 s \((\d+) attempts\)", failed)
+        assert found, failed
+        attempts += int(found.group(1))
+        assert "throttled by AWS" in failed and "update-alias" in failed
+    # On the wire: each attempt was one GetAlias (the first call of a restore), never
+    # botocore's 5 with their 1 s-based backoff, which would multiply the window.
+    assert proxy.counts() == proxy.counts("throttled") == {"lambda:GetAlias": attempts}
+    assert len(retries) == attempts - len(names), retries
+    assert all("retrying in" in m and "of the window left" in m for m in retries)
+    assert elapsed < window_s + 1.5, elapsed

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import combinations, pairwise
 from pathlib import Path
 
 import docker as docker_sdk
@@ -24,13 +25,16 @@ from gangway.evidence import GateResult, Status
 from tasks import schema
 from tasks.aws import client
 from tasks.ground_truth import check_ground_truth, same
+from tasks.lambda_invoke import invoke
 from tasks.logs_scan import LogLine, count_invocations, scan_logs, summarise
 from tasks.registry import PushedImage, push_image
-from tasks.smoke import SmokeOutcome, smoke_gate, smoke_invoke
+from tasks.smoke import SmokeOutcome, request_ids, smoke_gate, smoke_invoke
 
 VARIANT_REPOSITORY = "daily-report-variants"
 WORKER_CASE = "report worker stores row and PDF"
+API_CASE = "api serves the stored report"
 TICKER_CASE = "ticker fetcher lists symbols"
+QUERY_CASE = "query tool counts reports"
 ROOT = "/var/task/app"
 
 
@@ -78,6 +82,34 @@ def test_log_summary_attributes_errors_to_their_invocation() -> None:
     assert summary.errored_requests == {"r2", "r3"}
     assert len(summary.errors["error"]) == 1 and len(summary.errors["runtime"]) == 1
     assert len(summary.errors["timeout"]) == 1
+
+
+def test_log_summary_ties_each_request_to_its_lines_and_errors() -> None:
+    summary = summarise(
+        lines(
+            "2026/01/01/[3]a",
+            "[ERROR] Runtime.ImportModuleError: init failed",
+            "START RequestId: r1 Version: 3",
+            "END RequestId: r1",
+            "REPORT RequestId: r1\tDuration: 5.00 ms",
+            "START RequestId: r2 Version: 3",
+            "[ERROR] RuntimeError: boom",
+        )
+        + lines("2026/01/01/[3]b", "REPORT RequestId: r3\tDuration: 5.00 ms")
+    )
+    assert summary.started == {"r1", "r2"} and summary.ended == {"r1"}
+    assert summary.reported == {"r1", "r3"}
+    assert summary.streams == {
+        "r1": "2026/01/01/[3]a",
+        "r2": "2026/01/01/[3]a",
+        "r3": "2026/01/01/[3]b",
+    }
+    # The init failure before r1's START is r1's; the error after r2's START is r2's.
+    assert summary.request_errors == {
+        "r1": ["[ERROR] Runtime.ImportModuleError: init failed"],
+        "r2": ["[ERROR] RuntimeError: boom"],
+    }
+    assert summary.error_owners == {"timeout": [], "runtime": ["r1"], "error": ["r2"]}
 
 
 def test_a_report_that_reached_the_timeout_counts_as_a_timeout() -> None:
@@ -184,23 +216,121 @@ def test_seven_smoke_cases_pass_on_the_reference_image(
     assert not any(s in smoke_run.result.model_dump_json() for s in secrets)
 
 
+def overlaps(a: SmokeOutcome, b: SmokeOutcome) -> bool:
+    """The two invokes were in flight at the same time (wall-clock timestamps)."""
+    return a.started_at < b.finished_at and b.started_at < a.finished_at
+
+
+def in_flight_s(outcomes: Sequence[SmokeOutcome]) -> tuple[float, float]:
+    """(from the first invoke's start to the last one's end, the sum of the invokes' durations)."""
+    wall = max(o.finished_at for o in outcomes) - min(o.started_at for o in outcomes)
+    return wall, sum(o.finished_at - o.started_at for o in outcomes)
+
+
+@pytest.mark.stack
+def test_smoke_invokes_of_different_functions_overlap_in_time(
+    prod_config: DeployConfig, smoke_run: SmokeRun
+) -> None:
+    outcomes = smoke_run.outcomes
+    wall, summed = in_flight_s(outcomes)
+    print(f"7 smoke invokes: {wall:.2f}s from first start to last end, {summed:.2f}s summed")
+    pairs = [(a.case, b.case) for a, b in combinations(outcomes, 2) if overlaps(a, b)]
+    assert pairs, "no two invokes were in flight at the same time"
+    assert all(a.function != b.function for a, b in combinations(outcomes, 2) if overlaps(a, b))
+    # Overlap is what makes the invokes' own durations add up to more than the time they took.
+    assert wall < summed
+    # The api case reads the row the worker's case wrote (after = [...]): never before it.
+    by_case = {o.case: o for o in outcomes}
+    assert by_case[WORKER_CASE].finished_at <= by_case[API_CASE].started_at
+
+
 @pytest.mark.stack
 def test_log_scan_passes_for_every_smoked_version(
     prod_config: DeployConfig, deployed: Deployed, smoke_run: SmokeRun
 ) -> None:
     began = time.monotonic()
+    ids = request_ids(smoke_run.outcomes)
     for key, version in deployed.versions.items():
         fn = prod_config.functions[key]
         requests = [o.request_id for o in smoke_run.outcomes if o.function == key]
+        assert requests and ids[fn.name] == requests
         result = scan_logs(prod_config, fn.name, version, deployed.since_ms, request_ids=requests)
         assert result.status is Status.PASSED, (key, failures(result))
         evidence = result.checks[0].evidence
         assert evidence["report_lines"] >= len(requests) and evidence["app_lines"] >= 1
+        # Each smoke invoke is tied to its own START and END/REPORT lines in this version.
+        assert evidence["requests"] == {
+            r: {"start": True, "end": True, "report": True, "error_lines": 0} for r in requests
+        }
+        tied = {c.name: c for c in result.checks if c.name.startswith("invocation ")}
+        assert set(tied) == {f"invocation {r}" for r in requests}
+        assert all(f"[{version}]" in c.evidence["stream"] for c in tied.values())
         assert count_invocations(prod_config, fn.name, version, deployed.since_ms) == (
             len(requests),
             0,
         )
     print(f"log scan of 7 versions {time.monotonic() - began:.2f}s")
+
+
+@pytest.mark.stack
+def test_a_request_whose_log_lines_never_arrive_fails_the_scan(
+    prod_config: DeployConfig, deployed: Deployed, smoke_run: SmokeRun
+) -> None:
+    """A request the version's streams never show: the scan waits, then says it cannot vouch."""
+    fn = prod_config.functions["ticker_fetcher"]
+    by_function = {o.function: o.request_id for o in smoke_run.outcomes}
+    # A real request id, of an invoke of another function: its lines are in other streams.
+    own, foreign = by_function["ticker_fetcher"], by_function["query_tool"]
+    began = time.monotonic()
+    result = scan_logs(
+        prod_config,
+        fn.name,
+        deployed.versions["ticker_fetcher"],
+        deployed.since_ms,
+        request_ids=[own, foreign],
+        wait_s=1.0,
+    )
+    waited = time.monotonic() - began
+    print(f"scan with one unseen request {waited:.2f}s (wait 1 s)")
+    assert failures(result) == {
+        f"invocation {foreign}": "no line of this request after waiting 1 s"
+    }
+    [check] = result.failures
+    assert "within the scan's 1 s wait" in check.expected and "logs:PutLogEvents" in check.remedy
+    assert waited >= 1.0, "the scan gave up before its bounded wait"
+    assert result.checks[0].evidence["requests"][own]["report"] is True
+
+
+# The next two invoke the smoked versions again: after the scans that count invocations.
+@pytest.mark.stack
+def test_cases_of_one_function_keep_their_declared_order(
+    prod_config: DeployConfig, deployed: Deployed
+) -> None:
+    ticker, query = smoke_case(prod_config, TICKER_CASE), smoke_case(prod_config, QUERY_CASE)
+    cases = tuple(
+        c.model_copy(update={"name": f"{c.name} #{i}"})
+        for i, c in enumerate([ticker, query, ticker, ticker, query])
+    )
+    config = prod_config.model_copy(update={"smoke": cases})
+    result, outcomes = smoke_gate(config, deployed.versions, f"gwtest-{uuid.uuid4().hex[:12]}")
+    assert result.status is Status.PASSED, failures(result)
+    assert [o.case for o in outcomes] == [c.name for c in cases]
+    for function in ("ticker_fetcher", "query_tool"):
+        chain = [o for o in outcomes if o.function == function]
+        assert all(a.finished_at <= b.started_at for a, b in pairwise(chain))
+    assert any(overlaps(a, b) for a, b in combinations(outcomes, 2) if a.function != b.function)
+
+
+@pytest.mark.stack
+def test_invoke_reports_the_request_id_of_its_log_lines(
+    prod_config: DeployConfig, deployed: Deployed
+) -> None:
+    result = invoke(prod_config, "ticker_fetcher", deployed.versions["ticker_fetcher"], b"{}")
+    assert result.failure is None and result.executed_version == deployed.versions["ticker_fetcher"]
+    assert f"START RequestId: {result.request_id} " in result.log_tail
+    assert f"REPORT RequestId: {result.request_id}" in result.log_tail
+    assert result.api_request_id and result.started_at < result.finished_at
+    print(f"log RequestId {result.request_id}; API RequestId {result.api_request_id}")
 
 
 @pytest.mark.stack

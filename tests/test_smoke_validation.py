@@ -14,7 +14,9 @@ import pytest
 
 from gangway.config import SmokeCase
 from gangway.evidence import Check
-from tasks.smoke import response_fields, substitute, validate_response
+from tasks.json_values import substitute
+from tasks.lambda_invoke import InvokeResult
+from tasks.smoke_check import check_invoke, response_fields, validate_response
 
 CID = "gw-test-123"
 WORKER = SmokeCase(
@@ -275,3 +277,33 @@ def test_timeout_answer_without_function_error_is_still_named_a_timeout() -> Non
     }
     # An object that merely mentions a timeout is an ordinary response.
     assert failed(run(PLAIN, {"note": "Task timed out yesterday"})) == {}
+
+
+def invoked(
+    payload: Any, *, version: str | None = "3", failure: Check | None = None
+) -> InvokeResult:
+    return InvokeResult(
+        function_name="gw-ticker",
+        qualifier="live",
+        started_at=1.0,
+        finished_at=2.0,
+        status=None if failure else 200,
+        payload=b"" if failure else json.dumps(payload).encode(),
+        executed_version=version,
+        failure=failure,
+    )
+
+
+def test_an_invoke_judged_adds_the_version_that_ran() -> None:
+    body = {"symbols": [], "as_of": "x"}
+    checks = check_invoke(PLAIN, invoked(body), CID, expect_version="3")
+    assert failed(checks) == {} and checks[-1].name == "executed version"
+    wrong = check_invoke(PLAIN, invoked(body, version="2"), CID, expect_version="3")
+    assert failed(wrong) == {"executed version": "ExecutedVersion 2"}
+    unreported = check_invoke(PLAIN, invoked(body, version=None), CID, expect_version=None)
+    assert failed(unreported) == {"executed version": "not reported by the invoke"}
+
+
+def test_an_invoke_that_got_no_answer_is_its_one_failed_check() -> None:
+    failure = Check(name="invoke", ok=False, expected="a response", found="no response within 1s")
+    assert check_invoke(PLAIN, invoked(None, failure=failure), CID, "3") == [failure]

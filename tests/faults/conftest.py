@@ -38,11 +38,12 @@ from flows.deploy import DeployFailed, deploy
 from gangway.config import REPO_ROOT, DeployConfig, load_config
 from gangway.errors import AwsError, GangwayError
 from gangway.interrupts import Terminated
+from gangway.record import DeployRecord, Outcome
 from rehearsal import fault_matrix, iam
 from rehearsal.fault_matrix import STRANDED, FaultRow
 from rehearsal.mariadb_setup import AWS_TEST_ENV, read_stack_env, stack_env_path
-from tasks import lambda_deploy, schema
-from tasks.ledger import DeployRecord, Ledger, Outcome
+from tasks import lambda_alias, lambda_read, schema
+from tasks.ledger import Ledger
 from tasks.source import source_revision
 
 FAULTS_ENV = os.environ.get("GANGWAY_FAULTS_ENV", "dev")
@@ -68,7 +69,7 @@ def read_aliases(config: DeployConfig) -> Aliases:
     out: Aliases = {}
     for key, fn in config.functions.items():
         try:
-            state = lambda_deploy.read_alias(config, fn.name)
+            state = lambda_read.read_alias(config, fn.name)
         except AwsError as exc:
             if "does not exist" not in exc.message + exc.found:
                 raise
@@ -198,12 +199,13 @@ class FaultRun:
     # -- running -------------------------------------------------------------------------
     @staticmethod
     def _ledger_ids() -> set[str]:
-        return {r.deploy_id for r in Ledger().recent(None, limit=100_000)}
+        return set(Ledger().deploy_ids())
 
     def new_records(self) -> list[DeployRecord]:
         """Records that appeared in the ledger since the row started, oldest first."""
-        fresh = [r for r in Ledger().recent(None, limit=200) if r.deploy_id not in self.known]
-        return sorted(fresh, key=lambda r: r.started_at)
+        ledger = Ledger()
+        fresh = [ledger.get(i) for i in ledger.deploy_ids() if i not in self.known]
+        return sorted((r for r in fresh if r is not None), key=lambda r: r.started_at)
 
     def deploy(self, env: str | None = None, **kwargs: Any) -> Attempt:
         """Run the deploy flow in this process, as `gangway deploy` would."""
@@ -235,7 +237,7 @@ class FaultRun:
         """Run ``gangway <args>`` as a user would, in its own process."""
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "gangway.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -417,7 +419,7 @@ class Spawned:
         self.started = time.monotonic()
         self.out = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gangway.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             stdout=self.out,
             stderr=subprocess.STDOUT,
             text=True,
@@ -552,10 +554,10 @@ def fault(
             if not version or now.get(key, ("", {}))[0] == "":
                 continue
             fn = run.config.functions[key]
-            lambda_deploy.restore_alias(
+            lambda_alias.restore_alias(
                 run.config,
                 fn.name,
-                lambda_deploy.AliasState(
+                lambda_read.AliasState(
                     name=run.config.environment.alias, version=version, weights={}
                 ),
             )

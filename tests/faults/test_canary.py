@@ -13,8 +13,8 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
+from gangway.record import DeployRecord
 from tasks import schema
-from tasks.ledger import DeployRecord
 
 from .conftest import FaultRun, append_python
 

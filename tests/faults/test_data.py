@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from alembic import command
 
 from gangway.config import REPO_ROOT, DeployConfig
+from gangway.record import DeployRecord
 from tasks import schema
-from tasks.ledger import DeployRecord
 
 from .conftest import FaultRun, add_revision_0003, append_python, replace_text
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from gangway.config import MAX_CONFIG_BYTES, REPO_ROOT
+from gangway.record import DeployRecord, Outcome
 from rehearsal import system
 from tasks import schema
-from tasks.ledger import DeployRecord, Outcome
 
 from .conftest import FAULTS_ENV, TRACEBACK, Attempt, FaultRun
 

@@ -17,10 +17,10 @@ import pytest
 from gangway.config import load_config
 from gangway.errors import AwsError
 from rehearsal.fault_proxy import FaultProxy
-from tasks import lambda_deploy
+from tasks import lambda_read
 from tasks.aws import MAX_ATTEMPTS
+from tasks.lambda_invoke import THROTTLE_BACKOFF_S
 from tasks.ledger import Ledger
-from tasks.smoke import THROTTLE_BACKOFF_S
 
 from .conftest import FAULTS_ENV, FaultRun
 
@@ -37,8 +37,9 @@ LAMBDA_BURST = 8
 # below one call's attempts: the row proves botocore's retries, not luck.
 LOGS_BURST = MAX_ATTEMPTS - 1
 THROTTLED_LAMBDA = ("lambda:UpdateFunctionCode", "lambda:PublishVersion", "lambda:UpdateAlias")
-# Smoke cases run one after another and a throttled invoke is retried by the smoke step
-# itself (4 backoffs): the whole burst lands on the first case and must fit its attempts.
+# A throttled invoke is retried by the smoke step itself (4 backoffs). Cases of different
+# functions run concurrently, so the burst may land on one case or spread over several: each
+# case meets at most the whole burst, which must fit one case's attempts.
 INVOKE_BURST = len(THROTTLE_BACKOFF_S)
 
 
@@ -192,7 +193,7 @@ def test_a_burst_longer_than_the_retries_is_reported_with_the_attempts(
         config = load_config(FAULTS_ENV)
         proxy.throttle(10 * MAX_ATTEMPTS, match="lambda:GetAlias")
         with pytest.raises(AwsError) as err:
-            lambda_deploy.read_alias(config, config.functions["api"].name)
+            lambda_read.read_alias(config, config.functions["api"].name)
     text = err.value.render()
     assert f"throttled by AWS after {MAX_ATTEMPTS} attempts" in text
     assert "TooManyRequestsException (HTTP 429): Rate exceeded" in text

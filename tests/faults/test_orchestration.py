@@ -19,9 +19,10 @@ from prefect.client.orchestration import get_client
 
 from gangway import interrupts
 from gangway.config import REPO_ROOT, DeployConfig
+from gangway.record import DeployRecord, Outcome
 from tasks.aws import client
 from tasks.env_lock import deploy_lock
-from tasks.ledger import DeployRecord, Ledger, Outcome
+from tasks.ledger import Ledger
 
 from .conftest import FAULTS_ENV, FaultRun
 
@@ -201,14 +202,14 @@ def test_concurrent_deploy_fails_fast_naming_the_holder(
 ) -> None:
     monkeypatch.setenv("GANGWAY_ENVIRONMENT__DEPLOY__LOCK_TIMEOUT_S", "1")
     ledger = Ledger()
-    holder = ledger.save(DeployRecord(env=FAULTS_ENV, commit_sha="f" * 40, actor="alice@ci"))
+    holder = ledger.write(DeployRecord(env=FAULTS_ENV, commit_sha="f" * 40, actor="alice@ci"))
     fault.known.add(holder.deploy_id)
     try:
         with deploy_lock(fault.config, 1, lambda: "test"):
             attempt = fault.deploy()
     finally:
         holder.outcome = Outcome.FAILED
-        ledger.save(holder)
+        ledger.write(holder)
     fault.blocked(
         attempt,
         step="deploy lock",

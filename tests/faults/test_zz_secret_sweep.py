@@ -37,10 +37,11 @@ from prefect.client.schemas.filters import (
 from prefect.context import get_run_context
 
 from gangway.config import DeployConfig, gangway_home, load_config
+from gangway.record import DeployRecord, Outcome
 from rehearsal import fault_matrix
 from rehearsal.fault_matrix import Sweep
 from tasks.aws import client
-from tasks.ledger import DeployRecord, Ledger, Outcome
+from tasks.ledger import Ledger
 
 from .conftest import FAULTS_ENV, known_secrets
 
@@ -61,7 +62,7 @@ def plant_controls(env: str, controls: dict[str, str]) -> str:
         key="secret-sweep-control", markdown=f"found `{controls['prefect artifacts']}`"
     )
     now = datetime.now(UTC)
-    Ledger(secrets=config.secret_values()).save(
+    Ledger(secrets=config.secret_values()).write(
         DeployRecord(
             env=env,
             commit_sha="0" * 40,
@@ -104,7 +105,11 @@ def gather(since: float) -> dict[str, list[str]]:
         if r.started_at.replace(tzinfo=r.started_at.tzinfo or UTC) >= started
     ]
     texts: dict[str, list[str]] = {name: [] for name in SOURCES}
-    texts["ledger records"] = [r.model_dump_json() for r in records]
+    # The folded records and the raw events they come from (a later event may not show).
+    ledger = Ledger()
+    texts["ledger records"] = [r.model_dump_json() for r in records] + [
+        e.model_dump_json() for r in records for e in ledger.events(r.deploy_id)
+    ]
     runs = sorted({UUID(r.flow_run_id) for r in records if r.flow_run_id})
     with get_client(sync_client=True) as prefect:
         for start in range(0, len(runs), 50):

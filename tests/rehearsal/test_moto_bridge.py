@@ -196,6 +196,30 @@ def test_runtime_error_is_unhandled_and_in_the_logs(
     }
 
 
+def test_invoke_request_id_is_the_request_id_of_its_log_lines(
+    aws: Callable[[str], Any], make_function: Callable[..., str]
+) -> None:
+    # On AWS x-amzn-RequestId of an invoke is the RequestId of its START/END/REPORT lines;
+    # moto stamps a random id of its own, so a log scan could not find the invoke by it.
+    lam, logs = aws("lambda"), aws("logs")
+    name = make_function()
+    ok, _, ok_tail = invoke(lam, name)
+    failed, _, failed_tail = invoke(lam, make_function("app.boom"))
+    for response, tail in ((ok, ok_tail), (failed, failed_tail)):
+        request_id = response["ResponseMetadata"]["RequestId"]
+        assert f"START RequestId: {request_id} " in tail
+        assert f"REPORT RequestId: {request_id}" in tail
+        assert "x-gangway-invocation-id" not in response["ResponseMetadata"]["HTTPHeaders"]
+    assert ok["ResponseMetadata"]["RequestId"] != failed["ResponseMetadata"]["RequestId"]
+    events = logs.filter_log_events(
+        logGroupName=f"/aws/lambda/{name}", filterPattern=f'"{ok["ResponseMetadata"]["RequestId"]}"'
+    )["events"]
+    assert any(e["message"].startswith("END RequestId:") for e in events), events
+    # Other actions keep an id of their own.
+    listed = lam.list_functions()["ResponseMetadata"]["RequestId"]
+    assert listed and listed != ok["ResponseMetadata"]["RequestId"]
+
+
 def test_error_shaped_result_is_not_a_function_error(
     aws: Callable[[str], Any], make_function: Callable[..., str]
 ) -> None:

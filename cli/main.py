@@ -23,7 +23,8 @@ from gangway.interrupts import Terminated
 from gangway.render import gate_text, table
 
 if TYPE_CHECKING:
-    from tasks.ledger import DeployRecord, Ledger
+    from gangway.record import DeployRecord
+    from tasks.ledger import Ledger
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `git log | head`
@@ -45,8 +46,8 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from flows.deploy import resolve_source
     from flows.image import build_and_gate
+    from flows.request import resolve_source
 
     # Bad input fails here, before a flow run exists (no Prefect ERROR line repeating it).
     resolve_source(load_config(args.env), None)
@@ -135,7 +136,8 @@ def render_record(record: DeployRecord) -> str:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from flows.deploy import DeployFailed, deploy, record_refusal, validate_request
+    from flows.deploy import DeployFailed, deploy
+    from flows.request import record_refusal, validate_request
     from gangway.plan import DeployPlan, render_plan
 
     try:
@@ -212,6 +214,11 @@ def _find_record(ledger: Ledger, ref: str) -> DeployRecord:
     return record
 
 
+def _event_text(data: dict[str, object]) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in data.items() if k not in ("checks", "evidence"))
+    return text.replace("\n", " ")
+
+
 def _ledger(args: argparse.Namespace) -> int:
     from tasks.ledger import Ledger
 
@@ -219,6 +226,15 @@ def _ledger(args: argparse.Namespace) -> int:
     if args.action == "show":
         record = _find_record(ledger, args.ref)
         print(record.model_dump_json(indent=2) if args.json else render_record(record))
+        return EXIT_OK
+    if args.action == "events":
+        # The append-only facts the record is folded from, in the order they were written.
+        events = ledger.events(_find_record(ledger, args.ref).deploy_id)
+        if args.json:
+            print(json.dumps([e.model_dump(mode="json") for e in events], indent=2))
+            return EXIT_OK
+        rows = [(f"{e.at:%H:%M:%S.%f}"[:12], e.kind.value, _event_text(e.data)) for e in events]
+        print(table(("at", "event", "data"), rows))
         return EXIT_OK
     if args.action == "list":
         records = ledger.recent(args.env)
@@ -302,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_deploy)
 
     p = sub.add_parser("ledger", help="read the deploy ledger")
-    p.add_argument("action", choices=("list", "show", "sha", "digest"))
+    p.add_argument("action", choices=("list", "show", "events", "sha", "digest"))
     p.add_argument("ref", nargs="?", default="", help="deploy id, commit SHA or digest")
     p.add_argument("--env")
     p.add_argument("--json", action="store_true")

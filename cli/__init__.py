@@ -1,0 +1,1 @@
+"""The top floor: the `gangway` command. Nothing below it (flows, tasks, gangway) imports it."""

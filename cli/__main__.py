@@ -1,0 +1,5 @@
+"""`python -m cli`: the same as the `gangway` command."""
+
+from cli.main import main
+
+raise SystemExit(main())

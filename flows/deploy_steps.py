@@ -1,0 +1,350 @@
+"""What each kind of plan step does: small handlers over the boundary tasks.
+
+A handler reads the run's inputs and what earlier steps produced, crosses one boundary (through
+tasks/), records what it produced as events, and returns a gate result or ``Done``. Handlers
+never restore traffic or decide the outcome: that is the executor's job.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gangway import interrupts
+from gangway.config import DeployConfig
+from gangway.errors import GangwayError
+from gangway.evidence import GateResult, Strength
+from gangway.plan import DeployPlan, StepKind
+from gangway.record import DeployRecord, Event, EventKind, apply
+from tasks import canary, lambda_publish, lambda_read, migrations, steps
+from tasks.image_build import BuiltImage
+from tasks.image_reuse import ReuseDecision
+from tasks.ledger import Ledger
+from tasks.registry import PushedImage
+from tasks.smoke import SmokeOutcome, request_ids, smoke_invoke
+from tasks.source import SourceRevision
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the world looks like before the deploy (all read-only)."""
+
+    live: dict[str, lambda_read.LiveFunction]
+    migrations: migrations.MigrationPlan
+    # This clean commit's image, already pushed and verified (None: build it, and why).
+    reuse: ReuseDecision = field(default_factory=lambda: ReuseDecision(None, "not looked for"))
+
+
+@dataclass(frozen=True)
+class Done:
+    """A step that is not a gate ended: passed, or skipped with the reason."""
+
+    status: str = "passed"
+    detail: str = ""
+
+
+@dataclass
+class Run:
+    """One deploy attempt being executed: its inputs, what its steps produced, its record."""
+
+    config: DeployConfig
+    revision: SourceRevision
+    plan: DeployPlan
+    observed: Observed
+    ledger: Ledger
+    record: DeployRecord
+    promoted: PushedImage | None = None
+    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    built: BuiltImage | None = None
+    pushed: PushedImage | None = None
+    versions: dict[str, lambda_publish.DeployedVersion] = field(default_factory=dict)
+    canaried: set[str] = field(default_factory=set)  # functions whose alias a canary splits
+    already_live: str = ""  # a canary with nothing to shift: the success message
+    inconclusive: str = ""  # the bake ended without enough canary traffic to judge
+    outcomes: list[SmokeOutcome] = field(default_factory=list)
+    deploy_started_ms: int = 0
+
+    def emit(self, kind: EventKind, data: dict[str, Any]) -> None:
+        """Append one event to the ledger, then fold it into the record."""
+        stored = self.ledger.append(
+            Event(deploy_id=self.record.deploy_id, kind=kind, data=data), self.record.env
+        )
+        self.record = apply(self.record, stored)
+
+    def note(self, text: str) -> None:
+        """Keep a sentence on the record."""
+        self.emit(EventKind.NOTE, {"text": text})
+
+    def moving_keys(self) -> set[str]:
+        """The functions whose alias the next traffic step moves."""
+        if not self.plan.traffic.is_canary:
+            return set(self.versions)
+        if self.canaried or self.already_live:
+            return set(self.canaried)
+        return {k for k in self.versions if not self._already_live(k)}
+
+    def _already_live(self, key: str) -> bool:
+        before = self.versions[key].previous_alias
+        return before.version == self.versions[key].version and not before.weights
+
+
+def build(run: Run) -> Done:
+    """Build the image from the revision."""
+    run.built = steps.build(run.config, run.revision)
+    run.emit(EventKind.IMAGE, {"image_ref": run.built.reference})
+    return Done()
+
+
+def reuse_image(run: Run) -> Done:
+    """This commit's image is already pushed and verifies: use it, do not build it again."""
+    reusable = run.observed.reuse.image
+    assert reusable is not None
+    run.built, run.pushed = steps.reuse(run.config, reusable)
+    run.emit(
+        EventKind.IMAGE, {"image_ref": run.built.reference, "image_digest": run.pushed.digest}
+    )
+    run.note(f"build skipped: {'; '.join(reusable.checks)}")
+    return Done("passed", run.pushed.by_digest)
+
+
+def pull(run: Run) -> Done:
+    """Promotion: pull the validated image by digest instead of building."""
+    assert run.promoted is not None
+    run.built = steps.pull(run.promoted, run.revision)
+    run.emit(EventKind.IMAGE, {"image_ref": run.built.reference})
+    return Done()
+
+
+def image_gate(run: Run) -> GateResult:
+    """Import every handler inside the image, with the functions' deployed environment."""
+    assert run.built is not None
+    env = {
+        key: {name: value.get_secret_value() for name, value in fn.env.items()}
+        for key, fn in run.observed.live.items()
+    }
+    return steps.gate_image(run.config, run.built, env)
+
+
+def push(run: Run) -> Done:
+    """Push the image and read its digest back (a promoted image is already there)."""
+    if run.promoted is not None:
+        run.pushed = run.promoted
+        run.emit(EventKind.IMAGE, {"image_digest": run.pushed.digest})
+        return Done("skipped", f"promoted by digest {run.promoted.digest}")
+    if run.pushed is not None:
+        return Done("skipped", f"reused: {run.pushed.digest} is already in the registry")
+    assert run.built is not None
+    run.pushed = steps.push(run.config, run.built)
+    run.emit(EventKind.IMAGE, {"image_digest": run.pushed.digest})
+    return Done()
+
+
+def migration_lint(run: Run) -> GateResult:
+    """Destructive pending revisions block unless allowed."""
+    return steps.lint(run.config, run.observed.migrations, run.plan.allow_destructive)
+
+
+def migrate(run: Run) -> Done:
+    """Apply pending revisions; on failure, say exactly where the schema was left."""
+    if not run.observed.migrations.pending:
+        run.emit(EventKind.SCHEMA, {"schema_after": run.observed.migrations.current})
+        return Done("passed", "nothing pending")
+    try:
+        result = steps.migrate(run.config)
+    except GangwayError:
+        # MySQL DDL is not transactional: the agreement gate records where it stopped.
+        where = steps.migration_applied(run.config, run.observed.migrations)
+        run.emit(EventKind.GATE, where.model_dump(mode="json"))
+        raise
+    run.emit(EventKind.SCHEMA, {"schema_after": result.after})
+    return Done()
+
+
+def migration_applied(run: Run) -> GateResult:
+    """The version table and the real columns agree."""
+    return steps.migration_applied(run.config, run.observed.migrations)
+
+
+def verify_columns(run: Run) -> GateResult:
+    """Every column the code writes exists with a compatible type."""
+    return steps.verify_columns(run.config, run.observed.migrations)
+
+
+def config_gate(run: Run) -> GateResult:
+    """The functions' deployed configuration covers what the handlers need."""
+    return steps.config_gate(run.config, run.observed.live)
+
+
+def deploy(run: Run) -> Done:
+    """Update every function's code by digest and publish a version each."""
+    assert run.pushed is not None
+    run.versions = steps.deploy_versions(run.config, run.observed.live, run.pushed.by_digest)
+    run.emit(
+        EventKind.VERSIONS,
+        {
+            "functions": {
+                key: {"name": v.name, "version_after": v.version, "image_after": v.image_uri}
+                for key, v in run.versions.items()
+            }
+        },
+    )
+    run.deploy_started_ms = int(time.time() * 1000)
+    return Done()
+
+
+def shift_traffic(run: Run) -> Done:
+    """All at once: every alias to its new version. Canary: split the aliases that change."""
+    if not run.plan.traffic.is_canary:
+        steps.shift_aliases(run.config, {v.name: v.version for v in run.versions.values()})
+        return Done()
+    run.canaried = run.moving_keys()
+    for key in sorted(set(run.versions) - run.canaried):
+        run.note(f"nothing to shift for {key}: version {run.versions[key].version} already live")
+    if not run.canaried:
+        found = sorted({v.version for v in run.versions.values()}, key=lambda v: (len(v), v))
+        which = (
+            f"version {found[0]}"
+            if len(found) == 1
+            else "versions " + ", ".join(f"{k} {v.version}" for k, v in run.versions.items())
+        )
+        # A canary of what already serves all traffic cannot be split or baked; the deploy
+        # still smokes it through the alias (evidence the live version works) and succeeds.
+        run.already_live = (
+            f"nothing to shift: {which} already live on alias {run.config.environment.alias} "
+            "(no canary split, no bake); smoke, log scan and ground truth verified it"
+        )
+        run.note(run.already_live)
+        return Done("skipped", run.already_live)
+    targets = {
+        v.name: (run.record.functions[k].version_before or "$LATEST", v.version)
+        for k, v in run.versions.items()
+        if k in run.canaried
+    }
+    steps.set_canaries(run.config, targets, run.plan.traffic.canary_percent)
+    return Done()
+
+
+def _qualifier(run: Run, key: str) -> str:
+    """Smoke through the alias when it routes all traffic; the version itself in a canary."""
+    return run.versions[key].version if key in run.canaried else run.config.environment.alias
+
+
+def smoke(run: Run) -> GateResult:
+    """Invoke every smoke case; validate responses and the versions that ran."""
+    result, found = steps.smoke_all(
+        run.config,
+        {key: _qualifier(run, key) for key in run.versions},
+        run.correlation_id,
+        {key: v.version for key, v in run.versions.items()},
+    )
+    run.outcomes = list(found)
+    return result
+
+
+def log_scan(run: Run) -> GateResult:
+    """Scan the smoked versions' log streams since the deploy; each smoke invoke must be found
+    there by its request id."""
+    keys = sorted({c.function for c in run.config.smoke})
+    versions = {run.versions[k].name: run.versions[k].version for k in keys}
+    results = steps.scan_logs(
+        run.config, versions, run.deploy_started_ms, request_ids(run.outcomes)
+    )
+    unsmoked = sorted(set(run.versions) - set(keys))
+    if unsmoked:
+        run.note(f"log scan skipped for {', '.join(unsmoked)}: no smoke case invokes them")
+    return GateResult.combine("log scan", "observability", Strength.OBSERVABILITY, results)
+
+
+def ground_truth(run: Run) -> GateResult:
+    """The rows and objects the smoke cases wrote are really there."""
+    cases = {c.name: c for c in run.config.smoke}
+    results = [
+        steps.check_ground_truth(run.config, cases[o.case], o.payload, run.correlation_id)
+        for o in run.outcomes
+        if cases[o.case].ground_truth is not None
+    ]
+    return GateResult.combine("ground truth", "data", Strength.GROUND_TRUTH, results)
+
+
+def bake(run: Run) -> GateResult | Done:
+    """Hold the canary for the bake window, then judge the new versions on what they served
+    inside it: their invocations in the logs plus every synthetic response, validated."""
+    if not run.canaried:
+        return Done("skipped", run.already_live)
+    window_s = run.plan.traffic.bake_s
+    started_ms = int(time.time() * 1000)
+    synthetic = _synthetic_traffic(run, time.monotonic() + window_s)
+    moving = {k: run.versions[k] for k in sorted(run.canaried)}
+    tally = {k: canary.BakeTally.of(synthetic, k, v.version) for k, v in moving.items()}
+    counts = steps.count_canary(
+        run.config,
+        {v.name: v.version for v in moving.values()},
+        started_ms,
+        {v.name: tally[k].awaited for k, v in moving.items()},
+    )
+    for key, version in moving.items():
+        tally[key].add_logs(counts[version.name])
+    verdict = canary.judge_bake(
+        run.config.environment,
+        canary.BakeWindow(bake_s=window_s, canary_percent=run.plan.traffic.canary_percent),
+        tally,
+        synthetic,
+    )
+    run.inconclusive = verdict.inconclusive
+    return verdict.result
+
+
+def _synthetic_traffic(run: Run, deadline: float) -> list[SmokeOutcome]:
+    """Send the smoke cases without ground truth through the alias until the window ends
+    (the bake is never cut short); with synthetic traffic off, only wait."""
+    policy = run.config.environment.deploy
+    cases = [c for c in run.config.smoke if c.ground_truth is None and c.function in run.canaried]
+    if not policy.bake_synthetic:
+        cases = []
+    sent: list[SmokeOutcome] = []
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not cases:
+            interrupts.sleep(remaining)
+            break
+        for case in cases:
+            if time.monotonic() >= deadline:
+                break
+            sent.append(
+                smoke_invoke(run.config, case, run.config.environment.alias, run.correlation_id)
+            )
+        interrupts.sleep(max(0.0, min(policy.bake_invoke_interval_s, deadline - time.monotonic())))
+    return sent
+
+
+def full_shift(run: Run) -> Done:
+    """After a passing bake: all traffic to the new versions."""
+    if not run.canaried:
+        return Done("skipped", run.already_live)
+    steps.shift_aliases(
+        run.config, {run.versions[k].name: run.versions[k].version for k in run.canaried}
+    )
+    return Done()
+
+
+HANDLERS: dict[StepKind, Callable[[Run], GateResult | Done]] = {
+    StepKind.BUILD: build,
+    StepKind.REUSE: reuse_image,
+    StepKind.PULL: pull,
+    StepKind.IMAGE_GATE: image_gate,
+    StepKind.PUSH: push,
+    StepKind.MIGRATION_LINT: migration_lint,
+    StepKind.MIGRATE: migrate,
+    StepKind.MIGRATION_APPLIED: migration_applied,
+    StepKind.VERIFY_COLUMNS: verify_columns,
+    StepKind.CONFIG_GATE: config_gate,
+    StepKind.DEPLOY: deploy,
+    StepKind.SHIFT_TRAFFIC: shift_traffic,
+    StepKind.SMOKE: smoke,
+    StepKind.LOG_SCAN: log_scan,
+    StepKind.GROUND_TRUTH: ground_truth,
+    StepKind.BAKE: bake,
+    StepKind.FULL_SHIFT: full_shift,
+}

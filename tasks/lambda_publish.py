@@ -1,0 +1,316 @@
+"""Publishing a version: update a function's code by digest, wait, publish, verify.
+
+A version counts only when it reports the digest it was published with and the configuration
+the config gate passed; a re-run reuses the version an earlier attempt published. Waiting for
+Lambda to settle is botocore's waiter, then our own reads (tenacity polls them) are the verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from pydantic import BaseModel, ConfigDict
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from gangway.config import DeployConfig
+from gangway.errors import AwsError
+from tasks.aws import aws_error, client
+from tasks.lambda_read import (
+    LATEST,
+    NOT_FOUND,
+    PRECONDITION,
+    AliasState,
+    LiveFunction,
+    call,
+    env_of,
+    get_alias,
+    get_function,
+    image_config,
+    missing_function,
+)
+
+POLL_DELAY_S = 1
+DEFAULT_WAIT_S = 180.0
+# A re-run after a crash finds its version among the newest; scanning every version of a
+# long-lived function would cost one GetFunction each for no gain.
+REUSE_SCAN_LIMIT = 25
+
+
+class DeployedVersion(BaseModel):
+    """A published version running image_uri, and where the alias was before traffic moves."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    name: str
+    version: str
+    image_uri: str
+    code_sha256: str
+    reused: bool
+    previous_alias: AliasState
+    duration_s: float = 0.0
+
+
+def _runtime_differences(live_fn: LiveFunction, conf: Mapping[str, Any]) -> list[str]:
+    """What differs between live_fn's configuration and conf; names only, never env values."""
+    env = env_of(conf)
+    wanted = {k: v.get_secret_value() for k, v in live_fn.env.items()}
+    diffs = []
+    changed = sorted(k for k in wanted.keys() | env.keys() if wanted.get(k) != env.get(k))
+    if changed:
+        diffs.append("env " + ", ".join(changed))
+    pairs = (
+        ("timeout", live_fn.timeout, conf.get("Timeout")),
+        ("memory", live_fn.memory, conf.get("MemorySize")),
+        (
+            "architectures",
+            list(live_fn.architectures),
+            list(conf.get("Architectures") or ("x86_64",)),
+        ),
+        ("image config", live_fn.image_config, image_config(conf)),
+    )
+    diffs.extend(f"{what} {want!r} → {got!r}" for what, want, got in pairs if want != got)
+    return diffs
+
+
+def _require_digest(image_uri: str, name: str) -> None:
+    if "@sha256:" not in image_uri:
+        raise AwsError(
+            f"refusing to deploy {name} from a tag",
+            expected="an image reference by digest (repo@sha256:…)",
+            found=image_uri,
+            remedy="deploy the digest the registry reported for the tested image",
+        )
+
+
+def _require_unchanged(lam: Any, live_fn: LiveFunction) -> None:
+    current = get_function(lam, live_fn.name)["Configuration"]
+    diffs = _runtime_differences(live_fn, current)
+    if diffs:
+        raise AwsError(
+            f"the configuration of {live_fn.name} changed since it was checked",
+            expected="the configuration the config gate passed",
+            found="; ".join(diffs),
+            remedy="re-run the deploy so the config gate sees the current configuration",
+        )
+
+
+def _find_version(lam: Any, live_fn: LiveFunction, image_uri: str) -> dict[str, Any] | None:
+    """The newest published version running image_uri with live_fn's configuration."""
+    versions: list[dict[str, Any]] = []
+    try:
+        for page in lam.get_paginator("list_versions_by_function").paginate(
+            FunctionName=live_fn.name
+        ):
+            versions.extend(v for v in page.get("Versions", []) if v.get("Version") != LATEST)
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, "lambda:ListVersionsByFunction", live_fn.name) from exc
+    same_config = [v for v in versions if not _runtime_differences(live_fn, v)]
+    same_config.sort(key=lambda v: int(v["Version"]), reverse=True)
+    for candidate in same_config[:REUSE_SCAN_LIMIT]:
+        found = get_function(lam, live_fn.name, candidate["Version"])
+        if found.get("Code", {}).get("ImageUri") == image_uri:
+            return found["Configuration"]
+    return None
+
+
+def _configuration(lam: Any, name: str, qualifier: str) -> dict[str, Any]:
+    return call(
+        lam.get_function_configuration,
+        "lambda:GetFunctionConfiguration",
+        f"{name}:{qualifier}",
+        {NOT_FOUND: missing_function(name)},
+        FunctionName=name,
+        Qualifier=qualifier,
+    )
+
+
+def _settle(
+    lam: Any,
+    name: str,
+    qualifier: str,
+    wait_s: float,
+    *,
+    field: str,
+    done: tuple[str, ...],
+    waiter: str,
+) -> dict[str, Any]:
+    """Wait until field of name:qualifier is in done; Failed or the deadline is an error."""
+    deadline = time.monotonic() + wait_s
+    final = (*done, "Failed")
+    conf = _configuration(lam, name, qualifier)
+    if conf.get(field) not in final:
+        try:
+            lam.get_waiter(waiter).wait(
+                FunctionName=name,
+                Qualifier=qualifier,
+                WaiterConfig={
+                    "Delay": POLL_DELAY_S,
+                    "MaxAttempts": max(1, int(wait_s / POLL_DELAY_S)),
+                },
+            )
+        except WaiterError:
+            pass  # the reads below say why, with Lambda's own reason
+        except (ClientError, BotoCoreError) as exc:  # e.g. the endpoint stopped answering
+            raise aws_error(exc, f"lambda waiter {waiter}", f"{name}:{qualifier}") from exc
+        # Our own reads are the verdict: the waiter knows no reason and passes early on
+        # endpoints that report no update state at all.
+        poll = Retrying(
+            retry=retry_if_result(lambda read: read.get(field) not in final),
+            stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
+            wait=wait_fixed(POLL_DELAY_S),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else {},
+        )
+        conf = poll(_configuration, lam, name, qualifier)
+    if conf.get(field) in done:
+        return conf
+    raise _not_settled(name, qualifier, field, done[0], conf, wait_s)
+
+
+def _not_settled(
+    name: str, qualifier: str, field: str, done: str, conf: Mapping[str, Any], wait_s: float
+) -> AwsError:
+    reason_field = "LastUpdateStatusReason" if field == "LastUpdateStatus" else "StateReason"
+    status = conf.get(field, "") or "(not reported)"
+    reason = conf.get(reason_field, "")
+    code = conf.get(f"{reason_field}Code", "")
+    failed = status == "Failed"
+    return AwsError(
+        f"{name}:{qualifier} {'failed' if failed else 'did not settle'}: {field} is {status}",
+        expected=f"{field} {done}" + ("" if failed else f" within {wait_s:.0f} s"),
+        found=f"{status} {code}: {reason}".strip(),
+        remedy="check that the function's role can pull the image (ECR permissions) and that "
+        "the image is valid for Lambda"
+        if failed
+        else "Lambda is still applying an update; wait, then re-run the deploy",
+    )
+
+
+def _update_code(lam: Any, live_fn: LiveFunction, image_uri: str) -> str:
+    response = call(
+        lam.update_function_code,
+        "lambda:UpdateFunctionCode",
+        live_fn.arn or live_fn.name,
+        FunctionName=live_fn.name,
+        ImageUri=image_uri,
+    )
+    return str(response["CodeSha256"])
+
+
+def _publish(lam: Any, live_fn: LiveFunction, code_sha256: str, image_uri: str) -> str:
+    conflict = AwsError(
+        f"the code of {live_fn.name} changed between update and publish: another deploy?",
+        expected=f"$LATEST with CodeSha256 {code_sha256}",
+        found="PreconditionFailedException: CodeSha256 no longer matches",
+        remedy="check who else is deploying this environment, then re-run",
+    )
+    response = call(
+        lam.publish_version,
+        "lambda:PublishVersion",
+        live_fn.arn or live_fn.name,
+        {PRECONDITION: conflict},
+        FunctionName=live_fn.name,
+        # Pinning the sha means a concurrent code change fails the publish instead of
+        # slipping into the version.
+        CodeSha256=code_sha256,
+        Description=f"gangway: {image_uri}"[:256],
+    )
+    return str(response["Version"])
+
+
+def _digest(image_uri: str) -> str:
+    return image_uri.rpartition("@")[2] if "@" in image_uri else ""
+
+
+def _verify_version(
+    lam: Any, live_fn: LiveFunction, version: str, image_uri: str
+) -> dict[str, Any]:
+    """Read the version back: it must run image_uri and carry the gated configuration."""
+    response = get_function(lam, live_fn.name, version)
+    code = response.get("Code", {})
+    conf = response["Configuration"]
+    problems = []
+    if code.get("ImageUri") != image_uri:
+        problems.append(f"ImageUri {code.get('ImageUri')}")
+    resolved = code.get("ResolvedImageUri", "")
+    if resolved and _digest(resolved) != _digest(image_uri):
+        problems.append(f"ResolvedImageUri {resolved}")
+    if problems:
+        raise AwsError(
+            f"version {version} of {live_fn.name} does not run the tested digest",
+            expected=image_uri,
+            found="; ".join(problems),
+            remedy="do not route traffic to it; check for a concurrent deploy and re-run",
+        )
+    diffs = _runtime_differences(live_fn, conf)
+    if diffs:
+        raise AwsError(
+            f"version {version} of {live_fn.name} was published with a changed configuration",
+            expected="the configuration the config gate passed",
+            found="; ".join(diffs),
+            remedy="check for a concurrent configuration change, then re-run the deploy",
+        )
+    return conf
+
+
+def _wait_updated(lam: Any, name: str, wait_s: float) -> dict[str, Any]:
+    return _settle(
+        lam,
+        name,
+        LATEST,
+        wait_s,
+        field="LastUpdateStatus",
+        done=("Successful",),
+        waiter="function_updated_v2",
+    )
+
+
+def _wait_active(lam: Any, name: str, version: str, wait_s: float) -> dict[str, Any]:
+    # An idle old version may be Inactive: it serves (and wakes up) on invoke, so it counts.
+    return _settle(
+        lam,
+        name,
+        version,
+        wait_s,
+        field="State",
+        done=("Active", "Inactive"),
+        waiter="function_active_v2",
+    )
+
+
+def _update_and_publish(lam: Any, live_fn: LiveFunction, image_uri: str, wait_s: float) -> str:
+    _wait_updated(lam, live_fn.name, wait_s)  # UpdateFunctionCode is refused mid-update
+    sha = _update_code(lam, live_fn, image_uri)
+    _wait_updated(lam, live_fn.name, wait_s)
+    return _publish(lam, live_fn, sha, image_uri)
+
+
+def deploy_version(
+    config: DeployConfig, live_fn: LiveFunction, image_uri: str, *, wait_s: float = DEFAULT_WAIT_S
+) -> DeployedVersion:
+    """Publish (or reuse) a version of live_fn running image_uri by digest, read back."""
+    _require_digest(image_uri, live_fn.name)
+    started = time.monotonic()
+    lam = client(config, "lambda")
+    previous = get_alias(lam, config.environment.alias, live_fn.name)
+    _require_unchanged(lam, live_fn)
+    existing = _find_version(lam, live_fn, image_uri)
+    if existing is not None:
+        version, reused = str(existing["Version"]), True
+    else:
+        version, reused = _update_and_publish(lam, live_fn, image_uri, wait_s), False
+    _wait_active(lam, live_fn.name, version, wait_s)
+    conf = _verify_version(lam, live_fn, version, image_uri)
+    return DeployedVersion(
+        key=live_fn.key,
+        name=live_fn.name,
+        version=version,
+        image_uri=image_uri,
+        code_sha256=str(conf.get("CodeSha256", "")),
+        reused=reused,
+        previous_alias=previous,
+        duration_s=time.monotonic() - started,
+    )
