@@ -28,11 +28,11 @@ from gangway.config import REPO_ROOT
 from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan
 from gangway.record import DeployRecord, Event, EventKind, FunctionMove, Outcome
-from tasks import lambda_read, migrations, steps
+from tasks import lambda_read, migrations, step_calls
 from tasks.env_lock import deploy_lock
 from tasks.image_reuse import ReuseDecision
 from tasks.ledger import Ledger
-from tasks.step import step
+from tasks.prefect_task import step
 
 __all__ = [
     "DeployFailed",
@@ -63,7 +63,7 @@ def observe(request: Request) -> Observed:
     return Observed(
         live=lambda_read.describe_functions(config),
         migrations=migrations.plan_migrations(config),
-        reuse=steps.find_reuse(config, request.revision)
+        reuse=step_calls.find_reuse(config, request.revision)
         if request.promoted is None
         else ReuseDecision(None, "promotion: the validated image is pulled"),
     )

@@ -19,7 +19,7 @@ from gangway.errors import GangwayError
 from gangway.evidence import GateResult, Strength
 from gangway.plan import DeployPlan, StepKind
 from gangway.record import DeployRecord, Event, EventKind, apply
-from tasks import canary, lambda_publish, lambda_read, migrations, steps
+from tasks import canary, lambda_publish, lambda_read, migrations, step_calls
 from tasks.image_build import BuiltImage
 from tasks.image_reuse import ReuseDecision
 from tasks.ledger import Ledger
@@ -93,7 +93,7 @@ class Run:
 
 def build(run: Run) -> Done:
     """Build the image from the revision."""
-    run.built = steps.build(run.config, run.revision)
+    run.built = step_calls.build(run.config, run.revision)
     run.emit(EventKind.IMAGE, {"image_ref": run.built.reference})
     return Done()
 
@@ -102,7 +102,7 @@ def reuse_image(run: Run) -> Done:
     """This commit's image is already pushed and verifies: use it, do not build it again."""
     reusable = run.observed.reuse.image
     assert reusable is not None
-    run.built, run.pushed = steps.reuse(run.config, reusable)
+    run.built, run.pushed = step_calls.reuse(run.config, reusable)
     run.emit(
         EventKind.IMAGE, {"image_ref": run.built.reference, "image_digest": run.pushed.digest}
     )
@@ -113,7 +113,7 @@ def reuse_image(run: Run) -> Done:
 def pull(run: Run) -> Done:
     """Promotion: pull the validated image by digest instead of building."""
     assert run.promoted is not None
-    run.built = steps.pull(run.promoted, run.revision)
+    run.built = step_calls.pull(run.promoted, run.revision)
     run.emit(EventKind.IMAGE, {"image_ref": run.built.reference})
     return Done()
 
@@ -125,7 +125,7 @@ def image_gate(run: Run) -> GateResult:
         key: {name: value.get_secret_value() for name, value in fn.env.items()}
         for key, fn in run.observed.live.items()
     }
-    return steps.gate_image(run.config, run.built, env)
+    return step_calls.gate_image(run.config, run.built, env)
 
 
 def push(run: Run) -> Done:
@@ -137,14 +137,14 @@ def push(run: Run) -> Done:
     if run.pushed is not None:
         return Done("skipped", f"reused: {run.pushed.digest} is already in the registry")
     assert run.built is not None
-    run.pushed = steps.push(run.config, run.built)
+    run.pushed = step_calls.push(run.config, run.built)
     run.emit(EventKind.IMAGE, {"image_digest": run.pushed.digest})
     return Done()
 
 
 def migration_lint(run: Run) -> GateResult:
     """Destructive pending revisions block unless allowed."""
-    return steps.lint(run.config, run.observed.migrations, run.plan.allow_destructive)
+    return step_calls.lint(run.config, run.observed.migrations, run.plan.allow_destructive)
 
 
 def migrate(run: Run) -> Done:
@@ -153,10 +153,10 @@ def migrate(run: Run) -> Done:
         run.emit(EventKind.SCHEMA, {"schema_after": run.observed.migrations.current})
         return Done("passed", "nothing pending")
     try:
-        result = steps.migrate(run.config)
+        result = step_calls.migrate(run.config)
     except GangwayError:
         # MySQL DDL is not transactional: the agreement gate records where it stopped.
-        where = steps.migration_applied(run.config, run.observed.migrations)
+        where = step_calls.migration_applied(run.config, run.observed.migrations)
         run.emit(EventKind.GATE, where.model_dump(mode="json"))
         raise
     run.emit(EventKind.SCHEMA, {"schema_after": result.after})
@@ -165,23 +165,23 @@ def migrate(run: Run) -> Done:
 
 def migration_applied(run: Run) -> GateResult:
     """The version table and the real columns agree."""
-    return steps.migration_applied(run.config, run.observed.migrations)
+    return step_calls.migration_applied(run.config, run.observed.migrations)
 
 
 def verify_columns(run: Run) -> GateResult:
     """Every column the code writes exists with a compatible type."""
-    return steps.verify_columns(run.config, run.observed.migrations)
+    return step_calls.verify_columns(run.config, run.observed.migrations)
 
 
 def config_gate(run: Run) -> GateResult:
     """The functions' deployed configuration covers what the handlers need."""
-    return steps.config_gate(run.config, run.observed.live)
+    return step_calls.config_gate(run.config, run.observed.live)
 
 
 def deploy(run: Run) -> Done:
     """Update every function's code by digest and publish a version each."""
     assert run.pushed is not None
-    run.versions = steps.deploy_versions(run.config, run.observed.live, run.pushed.by_digest)
+    run.versions = step_calls.deploy_versions(run.config, run.observed.live, run.pushed.by_digest)
     run.emit(
         EventKind.VERSIONS,
         {
@@ -198,7 +198,7 @@ def deploy(run: Run) -> Done:
 def shift_traffic(run: Run) -> Done:
     """All at once: every alias to its new version. Canary: split the aliases that change."""
     if not run.plan.traffic.is_canary:
-        steps.shift_aliases(run.config, {v.name: v.version for v in run.versions.values()})
+        step_calls.shift_aliases(run.config, {v.name: v.version for v in run.versions.values()})
         return Done()
     run.canaried = run.moving_keys()
     for key in sorted(set(run.versions) - run.canaried):
@@ -223,7 +223,7 @@ def shift_traffic(run: Run) -> Done:
         for k, v in run.versions.items()
         if k in run.canaried
     }
-    steps.set_canaries(run.config, targets, run.plan.traffic.canary_percent)
+    step_calls.set_canaries(run.config, targets, run.plan.traffic.canary_percent)
     return Done()
 
 
@@ -234,7 +234,7 @@ def _qualifier(run: Run, key: str) -> str:
 
 def smoke(run: Run) -> GateResult:
     """Invoke every smoke case; validate responses and the versions that ran."""
-    result, found = steps.smoke_all(
+    result, found = step_calls.smoke_all(
         run.config,
         {key: _qualifier(run, key) for key in run.versions},
         run.correlation_id,
@@ -249,7 +249,7 @@ def log_scan(run: Run) -> GateResult:
     there by its request id."""
     keys = sorted({c.function for c in run.config.smoke})
     versions = {run.versions[k].name: run.versions[k].version for k in keys}
-    results = steps.scan_logs(
+    results = step_calls.scan_logs(
         run.config, versions, run.deploy_started_ms, request_ids(run.outcomes)
     )
     unsmoked = sorted(set(run.versions) - set(keys))
@@ -262,7 +262,7 @@ def ground_truth(run: Run) -> GateResult:
     """The rows and objects the smoke cases wrote are really there."""
     cases = {c.name: c for c in run.config.smoke}
     results = [
-        steps.check_ground_truth(run.config, cases[o.case], o.payload, run.correlation_id)
+        step_calls.check_ground_truth(run.config, cases[o.case], o.payload, run.correlation_id)
         for o in run.outcomes
         if cases[o.case].ground_truth is not None
     ]
@@ -279,7 +279,7 @@ def bake(run: Run) -> GateResult | Done:
     synthetic = _synthetic_traffic(run, time.monotonic() + window_s)
     moving = {k: run.versions[k] for k in sorted(run.canaried)}
     tally = {k: canary.BakeTally.of(synthetic, k, v.version) for k, v in moving.items()}
-    counts = steps.count_canary(
+    counts = step_calls.count_canary(
         run.config,
         {v.name: v.version for v in moving.values()},
         started_ms,
@@ -323,7 +323,7 @@ def full_shift(run: Run) -> Done:
     """After a passing bake: all traffic to the new versions."""
     if not run.canaried:
         return Done("skipped", run.already_live)
-    steps.shift_aliases(
+    step_calls.shift_aliases(
         run.config, {run.versions[k].name: run.versions[k].version for k in run.canaried}
     )
     return Done()

@@ -25,7 +25,7 @@ from gangway.evidence import GateFailed, GateResult
 from gangway.plan import DeployPlan, PlannedStep, render_plan
 from gangway.record import DeployRecord, EventKind, Outcome
 from gangway.render import gate_markdown, record_markdown, slug
-from tasks.step import step as as_task
+from tasks.prefect_task import step as as_task
 
 
 class DeployInterrupted(GangwayError):

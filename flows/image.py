@@ -11,14 +11,14 @@ from flows.request import resolve_source
 from gangway.config import load_config
 from gangway.evidence import GateResult
 from gangway.render import gate_markdown
-from tasks import steps
+from tasks import step_calls
 from tasks.image_build import BuiltImage
+from tasks.prefect_task import step
 from tasks.registry import PushedImage
-from tasks.step import step
 
-build = step("build", timeout_s=1200)(steps.build)
-gate_image = step("in-image gate", timeout_s=300)(steps.gate_image)
-push = step("push", timeout_s=900, retries=3)(steps.push)
+build = step("build", timeout_s=1200)(step_calls.build)
+gate_image = step("in-image gate", timeout_s=300)(step_calls.gate_image)
+push = step("push", timeout_s=900, retries=3)(step_calls.push)
 
 
 @dataclass(frozen=True)

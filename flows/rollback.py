@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 
 from gangway.config import DeployConfig
 from gangway.record import FunctionMove
-from tasks import steps
+from tasks import step_calls
 from tasks.lambda_read import AliasState
-from tasks.step import step
+from tasks.prefect_task import step
 
 # Each restore retries AWS itself for a bounded window (environment.deploy.restore_window_s, 60 s
 # by default); the timeout leaves room for its last attempt.
-_restore_aliases = step("restore aliases", timeout_s=120)(steps.restore_aliases)
+_restore_aliases = step("restore aliases", timeout_s=120)(step_calls.restore_aliases)
 
 
 def restore(

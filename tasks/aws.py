@@ -28,7 +28,7 @@ from tasks.transient import NO_ANSWER, is_throttled
 # ride out a throttling burst of ~8 s per call (up to 1+2+4+8 = 15 s of backoff): the Lambda
 # control plane rate-limits per account and region and a deploy calls it from up to 8 threads
 # at once, so one burst hits several calls. A refused connection still fails in < 1 s, and the
-# step retries of tasks/steps.py add a second, coarser layer for what tasks/transient.py calls
+# step retries (tasks/prefect_task.py) add a second, coarser layer for what tasks/transient.py calls
 # transient.
 MAX_ATTEMPTS = 5
 BOTO = BotoConfig(

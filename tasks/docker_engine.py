@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException, ImageNotFound
+from docker.models.images import Image
 
 from gangway.errors import DockerError
 
@@ -21,3 +22,16 @@ def docker_client(timeout: int = 300) -> docker.DockerClient:
             remedy="start dockerd (`make stack` starts one) or set DOCKER_HOST",
         ) from exc
     return client
+
+
+def pull_by_digest(client: docker.DockerClient, reference: str, remedy: str) -> Image:
+    """Pull repository@sha256:… into the engine (which checks the content against the digest)."""
+    try:
+        return client.images.pull(reference)
+    except (APIError, ImageNotFound) as exc:
+        raise DockerError(
+            f"the engine could not pull {reference}",
+            expected="a pull by digest from the registry",
+            found=str(exc)[:500],
+            remedy=remedy,
+        ) from exc

@@ -26,6 +26,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 
 from gangway.config import DeployConfig
 from gangway.errors import DockerError, RegistryError
+from tasks.docker_engine import pull_by_digest
 from tasks.image_build import (
     DIRTY_LABEL,
     RECIPE_LABEL,
@@ -190,16 +191,12 @@ def reuse_image(
     by_digest = pushed.by_digest
     local = _local_image(client, by_digest)
     if local is None:
-        try:
-            local = client.images.pull(by_digest)
-        except (APIError, ImageNotFound) as exc:
-            raise DockerError(
-                f"the engine could not pull {by_digest}",
-                expected="a pull by digest from the registry",
-                found=str(exc)[:500],
-                remedy="check the engine can reach the registry, or deploy with a build "
-                "(remove the tag from the registry)",
-            ) from exc
+        local = pull_by_digest(
+            client,
+            by_digest,
+            remedy="check the engine can reach the registry, or deploy with a build "
+            "(remove the tag from the registry)",
+        )
     if by_digest not in (local.attrs.get("RepoDigests") or []):
         raise RegistryError(
             f"the engine's image is not {by_digest}",

@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass
 
 import docker
-from docker.errors import APIError, ImageNotFound
 
 from gangway.config import DeployConfig
-from gangway.errors import ConfigError, DockerError, RegistryError
+from gangway.errors import ConfigError, RegistryError
 from gangway.record import Outcome
+from tasks.docker_engine import pull_by_digest
 from tasks.image_build import BuiltImage
 from tasks.ledger import Ledger
 from tasks.registry import PushedImage, RegistryClient
@@ -80,16 +80,12 @@ def pull_image(
     """Pull the image by digest into the engine, for the in-image gate."""
     started = time.monotonic()
     reference = pushed.by_digest
-    try:
-        image = client.images.pull(reference)
-    except (APIError, ImageNotFound) as exc:
-        raise DockerError(
-            f"the engine could not pull {reference}",
-            expected="a pull by digest from the registry",
-            found=str(exc)[:500],
-            remedy="check the engine can reach the registry (insecure registries need "
-            "daemon configuration)",
-        ) from exc
+    image = pull_by_digest(
+        client,
+        reference,
+        remedy="check the engine can reach the registry (insecure registries need "
+        "daemon configuration)",
+    )
     architecture = str(image.attrs.get("Architecture", ""))
     return BuiltImage(
         image_id=str(image.id),

@@ -78,34 +78,36 @@ class RegistryClient:
 
     def manifest(self, repository: str, reference: str) -> tuple[bytes, str, str] | None:
         """(body, media type, digest) of a manifest by tag or digest, or None when absent."""
-        response = self._request(
-            "GET", f"/v2/{repository}/manifests/{reference}", headers={"Accept": MANIFEST_TYPES}
+        response = self._get(
+            f"/v2/{repository}/manifests/{reference}",
+            f"manifest {repository}:{reference}",
+            headers={"Accept": MANIFEST_TYPES},
         )
-        if response.status_code == 404:
+        if response is None:
             return None
-        if response.status_code != 200:
-            raise RegistryError(
-                f"reading manifest {repository}:{reference} failed",
-                expected="HTTP 200 with a manifest",
-                found=f"HTTP {response.status_code}: {response.text[:300]}",
-                remedy="check the registry's log and credentials",
-            )
         digest = response.headers.get("Docker-Content-Digest", "")
         return response.content, response.headers.get("Content-Type", ""), digest
 
     def blob(self, repository: str, digest: str) -> bytes | None:
         """The content of a blob (e.g. an image's config) by digest, or None when absent."""
-        response = self._request("GET", f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
+        response = self._get(
+            f"/v2/{repository}/blobs/{digest}", f"blob {repository}@{digest}", follow_redirects=True
+        )
+        return None if response is None else response.content
+
+    def _get(self, path: str, what: str, **kwargs: object) -> httpx.Response | None:
+        """GET path: the response, None on 404, a RegistryError naming what on anything else."""
+        response = self._request("GET", path, **kwargs)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise RegistryError(
-                f"reading blob {repository}@{digest} failed",
-                expected="HTTP 200 with the blob",
+                f"reading {what} failed",
+                expected=f"HTTP 200 with the {what.split()[0]}",
                 found=f"HTTP {response.status_code}: {response.text[:300]}",
                 remedy="check the registry's log and credentials",
             )
-        return response.content
+        return response
 
     def digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest the registry serves for a tag (or confirms for a digest)."""

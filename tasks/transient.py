@@ -1,7 +1,8 @@
 """Which failures a retry can fix: the one classifier behind every retry in the pipeline.
 
-Used by the Prefect step retries (tasks/step.py), the rollback's window (tasks/lambda_alias.py)
-and the smoke invoke (tasks/smoke.py, which may repeat only what never ran: a throttle).
+Used by the Prefect step retries (tasks/prefect_task.py), the rollback's window
+(tasks/lambda_alias.py) and the smoke invoke (tasks/lambda_invoke.py, which may repeat only
+what never ran: a throttle).
 AWS failures are judged by their botocore type and error code, wherever they sit in the
 exception chain (boundary functions wrap them in AwsError); other boundaries (Docker, the
 registry) by the text of their errors, since their exception types are not ours.

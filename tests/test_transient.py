@@ -17,7 +17,7 @@ from prefect.states import Completed, Failed
 
 from gangway.errors import AwsError, ConfigError, DockerError
 from tasks.aws import aws_error
-from tasks.step import _retry_condition
+from tasks.prefect_task import _retry_condition
 from tasks.transient import TransientError, is_throttled, is_transient
 
 

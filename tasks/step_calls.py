@@ -1,8 +1,9 @@
 """What each deploy step asks of its boundary: plain, typed functions over the boundary clients.
 
-The executor runs each plan step as one Prefect task with the step's timeout and retry policy
-(gangway/plan.py, tasks/step.py); these functions are what those tasks call, so a step is one
-task run, not a tree of them. They open their own clients so that their inputs stay plain data.
+The executor runs each plan step as one Prefect task with the step's timeout and retry
+policy (gangway/plan.py, tasks/prefect_task.py); these functions are what those tasks call,
+so a step is one task run, not a tree of them. They open their own clients so that their
+inputs stay plain data.
 """
 
 from __future__ import annotations
