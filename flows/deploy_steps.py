@@ -66,6 +66,7 @@ class Run:
     inconclusive: str = ""  # the bake ended without enough canary traffic to judge
     outcomes: list[SmokeOutcome] = field(default_factory=list)
     deploy_started_ms: int = 0
+    migrate_error: GangwayError | None = None  # judged by the "migration applied" step
 
     def emit(self, kind: EventKind, data: dict[str, Any]) -> None:
         """Append one event to the ledger, then fold it into the record."""
@@ -148,24 +149,27 @@ def migration_lint(run: Run) -> GateResult:
 
 
 def migrate(run: Run) -> Done:
-    """Apply pending revisions; on failure, say exactly where the schema was left."""
+    """Apply pending revisions. A failure is judged by the next step, which says exactly where
+    the schema was left (MySQL DDL is not transactional), and blocks there."""
     if not run.observed.migrations.pending:
         run.emit(EventKind.SCHEMA, {"schema_after": run.observed.migrations.current})
         return Done("passed", "nothing pending")
     try:
         result = step_calls.migrate(run.config)
-    except GangwayError:
-        # MySQL DDL is not transactional: the agreement gate records where it stopped.
-        where = step_calls.migration_applied(run.config, run.observed.migrations)
-        run.emit(EventKind.GATE, where.model_dump(mode="json"))
-        raise
+    except GangwayError as exc:
+        run.migrate_error = exc
+        return Done("failed", exc.message)
     run.emit(EventKind.SCHEMA, {"schema_after": result.after})
     return Done()
 
 
 def migration_applied(run: Run) -> GateResult:
-    """The version table and the real columns agree."""
-    return step_calls.migration_applied(run.config, run.observed.migrations)
+    """The version table and the real columns agree; after a failed migrate the deploy stops
+    here, with this evidence when it shows the damage, else with the migrate error itself."""
+    result = step_calls.migration_applied(run.config, run.observed.migrations)
+    if run.migrate_error is not None and not result.failures:
+        raise run.migrate_error
+    return result
 
 
 def verify_columns(run: Run) -> GateResult:

@@ -101,7 +101,7 @@ class PlannedStep:
     def on_failure(self) -> str:
         """What a failure here does, in words."""
         if self.compensation is Compensation.KEEP:
-            return "block; applied revisions stay (expand-only)"
+            return "judged by 'migration applied' (where the schema stopped); revisions stay"
         return self.compensation.value
 
 
