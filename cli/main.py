@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from gangway import interrupts
 from gangway.config import apply_env_file, available_environments, gangway_home, load_config
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from tasks.ledger import Ledger
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+E = TypeVar("E", bound=BaseException)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `git log | head`
 
 
@@ -162,7 +163,12 @@ def _deploy(args: argparse.Namespace) -> int:
     except RegistryError as exc:  # only a refused promotion escapes the flow as one
         print(exc.render(), file=sys.stderr)
         return EXIT_BAD_INPUT
-    except DeployFailed as exc:
+    except Exception as raised:
+        # With its API gone, Prefect's engine fails to report the end of a deploy that has
+        # already ended (and recorded it); the deploy's own DeployFailed is that error's context.
+        exc = raised if isinstance(raised, DeployFailed) else _context(raised, DeployFailed)
+        if exc is None:
+            raise
         if args.json:
             print(exc.record.model_dump_json(indent=2))
         else:
@@ -178,6 +184,18 @@ def _deploy(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(result.model_dump_json(indent=2) if args.json else render_record(result))
     return EXIT_OK
+
+
+def _context(exc: BaseException, wanted: type[E]) -> E | None:
+    """The first exception of type wanted in exc's chain of causes and contexts."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, wanted):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 SHORT_ID_MIN = 8  # `ledger list` prints 12 characters of the id; 8 hex digits is 2**32 ids

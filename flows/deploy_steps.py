@@ -18,7 +18,7 @@ from gangway.config import DeployConfig
 from gangway.errors import GangwayError
 from gangway.evidence import GateResult, Strength
 from gangway.plan import DeployPlan, StepKind
-from gangway.record import DeployRecord, Event, EventKind, apply
+from gangway.record import DeployRecord, Event, EventKind, apply_to
 from tasks import canary, lambda_publish, lambda_read, migrations, step_calls
 from tasks.image_build import BuiltImage
 from tasks.image_reuse import ReuseDecision
@@ -73,7 +73,8 @@ class Run:
         stored = self.ledger.append(
             Event(deploy_id=self.record.deploy_id, kind=kind, data=data), self.record.env
         )
-        self.record = apply(self.record, stored)
+        # The run's own copy: folded in place (a deep copy per event costs more than the write).
+        self.record = apply_to(self.record, stored)
 
     def note(self, text: str) -> None:
         """Keep a sentence on the record."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
@@ -25,6 +26,7 @@ from gangway.evidence import GateFailed, GateResult
 from gangway.plan import DeployPlan, PlannedStep, render_plan
 from gangway.record import DeployRecord, EventKind, Outcome
 from gangway.render import gate_markdown, record_markdown, slug
+from tasks import prefect_task
 from tasks.prefect_task import step as as_task
 
 
@@ -63,6 +65,8 @@ class Executor:
             for planned in self.run.plan.steps:
                 self.step(planned)
             interrupts.check()
+            self.current = "success"
+            prefect_task.require_api()  # a success Prefect cannot be told of is not recorded
             self.finish(Outcome.SUCCEEDED, self.run.already_live or "deployed and verified")
         except GateFailed as exc:
             self.fail(exc, gate=exc.result)
@@ -82,6 +86,9 @@ class Executor:
         """One plan step as a Prefect task after the previous one; its result is recorded."""
         self.current = planned.name
         interrupts.check()  # a Ctrl-C whose exception got lost still stops the deploy here
+        # The rule for a Prefect API that went away (README, "Plan, executor, record"): no
+        # step runs, and no traffic moves, that its orchestrator can neither see nor cancel.
+        prefect_task.require_api()
         if planned.moves_traffic:
             moving = self.run.moving_keys()
             if moving:
@@ -136,11 +143,19 @@ class Executor:
     def evidence(self, result: GateResult) -> None:
         """Record a gate's result, publish it as a Prefect artifact and log its summary."""
         self.run.emit(EventKind.GATE, result.model_dump(mode="json"))
-        create_markdown_artifact(
-            key=f"{self.run.plan.env}-{slug(result.gate)}",
-            markdown=gate_markdown(result),
-            description=f"{result.summary()} [{result.strength}]",
-        )
+        # Probed first: an artifact call to an API that went away during the step would wait
+        # out Prefect's own retries (~62 s) before failing.
+        prefect_task.require_api()
+        try:
+            create_markdown_artifact(
+                key=f"{self.run.plan.env}-{slug(result.gate)}",
+                markdown=gate_markdown(result),
+                description=f"{result.summary()} [{result.strength}]",
+            )
+        except httpx.TransportError:
+            # Gone since the probe just above: say so as the probe would.
+            prefect_task.require_api()
+            raise
         self.log.info(result.summary())
 
     # -- endings ------------------------------------------------------------------------
@@ -213,6 +228,8 @@ class Executor:
 
 
 def _publish(record: DeployRecord) -> None:
+    if prefect_task.api_lost() is not None:
+        return  # each call would wait for Prefect's retries, then fail the same way
     try:
         create_markdown_artifact(
             key=f"{record.env}-deploy-record",

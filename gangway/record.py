@@ -129,7 +129,11 @@ def apply(record: DeployRecord | None, event: Event) -> DeployRecord:
         if event.kind is not EventKind.STARTED:
             raise ValueError(f"a record starts with a started event, not {event.kind}")
         return DeployRecord.model_validate({**event.data, "deploy_id": event.deploy_id})
-    r = record.model_copy(deep=True)
+    return apply_to(record.model_copy(deep=True), event)
+
+
+def apply_to(r: DeployRecord, event: Event) -> DeployRecord:
+    """Fold one more event into r itself (for a record only its writer holds) and return it."""
     d = event.data
     match event.kind:
         case EventKind.STARTED | EventKind.SNAPSHOT:
@@ -199,7 +203,7 @@ def fold(events: Iterable[Event]) -> DeployRecord:
     """The record an attempt's events describe, in the order they were appended."""
     record: DeployRecord | None = None
     for event in events:
-        record = apply(record, event)
+        record = apply(None, event) if record is None else apply_to(record, event)
     if record is None:
         raise ValueError("no events")
     return record

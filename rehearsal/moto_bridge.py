@@ -65,6 +65,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import docker
 import httpx
+import requests
 from botocore.awsrequest import AWSRequest
 from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.models.images import Image
@@ -563,7 +564,8 @@ def _record(fn: Any, event: bytes) -> Invocation:
             result = _bridge_failure(fn, exc)
             log.warning("invoke of %s did not start (attempt %d): %s", fn.function_name,
                         attempt + 1, exc)
-        except (DockerException, httpx.HTTPError) as exc:
+        except (DockerException, httpx.HTTPError, requests.RequestException) as exc:
+            # requests: the docker SDK's transport, when the engine itself is gone.
             result = _bridge_failure(fn, exc)
             break
     if result.lines:
