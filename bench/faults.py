@@ -3,12 +3,14 @@
 Runs the tests in tests/faults/ (each injects one real fault and judges the deploy from the
 world read back: aliases from AWS, the ledger record, the user-visible error), then prints
 fault | boundary | caught at | outcome | alias after | ledger | seconds, and as its last line:
-RESULT {"faults": declared rows, "ran", "contained", "stranded", "lost_records",
-"secrets_found", "secret_controls_planted", "secret_controls_found", "valid"}
+RESULT {"faults": declared rows, "ran", "contained", "stranded", "stranded_s_median",
+"stranded_s_max", "lost_records", "secrets_found", "secret_controls_planted",
+"secret_controls_found", "valid"}
 
 Run with `make bench` or `.venv/bin/python bench/faults.py [-k EXPR]` (the stack must be up).
 Exit code: 0 when the RESULT is valid (every declared row ran, the secret sweep found every
-planted control), every row is contained or stranded, no record is lost and no secret found.
+planted control), every row is contained (none stranded beyond STRANDED_LIMIT_S), no record is
+lost and no secret found.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     print(fault_matrix.render_table(rows))
     stranded = fault_matrix.stranded_names(rows)
     if stranded:
-        print("stranded (traffic left moved until a later deploy): " + "; ".join(stranded))
+        print(f"stranded (traffic left moved beyond {fault_matrix.STRANDED_LIMIT_S:.0f}s): "
+              + "; ".join(stranded))
     figures = fault_matrix.result(declared, rows, sweep)
     print(fault_matrix.result_line(declared, rows, sweep))
     return 0 if fault_matrix.clean(figures) and tests.returncode == 0 else 1

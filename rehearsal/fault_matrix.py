@@ -7,14 +7,17 @@ into ``GANGWAY_HOME/faults/``; ``bench/faults.py`` and the test session's summar
 A row is *contained* only when everything about it held: its verdict (blocked before traffic,
 rolled back and read back, refused, or recovered and verified), no problem the verdict found,
 and every assertion of its test. A declared row that did not run, or ran and failed anywhere,
-is not contained. *Stranded* is its own outcome: traffic was left moved or split after an
-attempt ended, until a later action put it back; it is never counted as contained.
+is not contained. Traffic left moved or split after an attempt ended (a killed deploy), until
+a later action put it back, is measured as ``stranded_s``: up to STRANDED_LIMIT_S the row can
+count as contained (the reconciler's promise: no person needed); beyond it the row is
+*stranded*, its own outcome, never contained.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,9 @@ from pydantic import BaseModel
 from gangway.config import gangway_home
 
 STRANDED = "stranded"
+# The longest a killed deploy may leave traffic moved and still count as contained: the
+# reconciler's schedule (60 s) plus the worker's pick-up and the restore itself.
+STRANDED_LIMIT_S = 90.0
 
 
 class FaultRow(BaseModel):
@@ -40,7 +46,8 @@ class FaultRow(BaseModel):
     contained: bool
     record_consistent: bool
     ran: bool = True
-    # Seconds traffic stayed moved after an attempt ended, until a later action restored it.
+    # Seconds traffic stayed moved after an attempt ended, until a later action restored it
+    # (None: it was never left moved).
     stranded_s: float | None = None
     secrets_found: int = 0
     test: str = ""
@@ -49,12 +56,17 @@ class FaultRow(BaseModel):
 
     @property
     def stranded(self) -> bool:
-        """Everything held except that traffic was left moved after an attempt ended.
+        """Everything held except that traffic stayed moved longer than STRANDED_LIMIT_S.
 
         A row that also failed elsewhere is not contained, and is not called stranded either:
         stranded must not become a softer name for a failing row.
         """
-        return self.stranded_s is not None and self.test_outcome == "passed" and not self.problems
+        return (
+            self.stranded_s is not None
+            and self.stranded_s > STRANDED_LIMIT_S
+            and self.test_outcome == "passed"
+            and not self.problems
+        )
 
 
 class Sweep(BaseModel):
@@ -258,11 +270,15 @@ def result(
     and found every planted control; ``secrets_found`` is None when no sweep ran."""
     every = complete(declared_rows, rows)
     leaked = sum(r.secrets_found for r in every)
+    moved = [r.stranded_s for r in every if r.stranded_s is not None]
     figures: dict[str, Any] = {
         "faults": len(declared_rows),
         "ran": sum(r.ran for r in every),
         "contained": sum(r.contained for r in every),
         "stranded": sum(r.stranded for r in every),
+        # Over every row that left traffic moved (the kill rows), contained or not.
+        "stranded_s_median": round(statistics.median(moved), 1) if moved else None,
+        "stranded_s_max": round(max(moved), 1) if moved else None,
         "lost_records": sum(not r.record_consistent for r in every),
         "secrets_found": leaked + len(sweep.found) if sweep else None,
         "secret_controls_planted": sweep.controls_planted if sweep else 0,
@@ -284,15 +300,16 @@ def result_line(declared_rows: dict[str, str], rows: list[FaultRow], sweep: Swee
 
 
 def stranded_names(rows: Iterable[FaultRow]) -> list[str]:
-    """The stranded rows, each with how long traffic stayed moved."""
+    """The stranded rows (moved beyond STRANDED_LIMIT_S), each with how long."""
     return [f"{r.fault} ({r.stranded_s:.1f}s)" for r in rows if r.stranded]
 
 
 def clean(figures: dict[str, Any]) -> bool:
-    """Every declared row ran and was contained or stranded, nothing lost or leaked, valid."""
+    """Every declared row ran and was contained (none stranded), nothing lost or leaked, valid."""
     return bool(
         figures["valid"]
-        and figures["contained"] + figures["stranded"] == figures["faults"]
+        and figures["contained"] == figures["faults"]
+        and figures["stranded"] == 0
         and figures["lost_records"] == 0
         and figures["secrets_found"] == 0
     )

@@ -1,7 +1,9 @@
 """The rehearsal stack as one thing: ``up()``, ``down()``, ``status()``.
 
 up() runs, in order: packages, dockerd, MariaDB, registry, the Lambda base image (+ host RIE),
-databases/users/stack.env, the moto bridge, AWS seeding, the Prefect server. Each step is
+databases/users/stack.env, the moto bridge, AWS seeding, the Prefect server, then the
+process work pool ``gangway``, the deployments of prefect.yaml and a Prefect worker (so
+scheduled reconcilers and flow runs of deployments run against this stack). Each step is
 idempotent and timed; a second up() with everything running takes a few seconds.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from gangway.config import REPO_ROOT, available_environments, gangway_home, load_config
 from gangway.errors import GangwayError, StackError
-from rehearsal import base_image, mariadb_setup, system
+from rehearsal import base_image, mariadb_setup, prefect_worker, system
 from rehearsal.system import LOOPBACK
 
 BOOTSTRAP_TAG = "bootstrap"
@@ -347,6 +349,11 @@ def _up(envs: list[str] | None, *, reseed: bool) -> StackStatus:
         return _daemon(result)
 
     _step(status, "prefect", prefect)
+    _step(status, "work-pool", lambda: Component(
+        "work-pool", "ok", prefect_worker.POOL, detail=prefect_worker.ensure_work_pool()))
+    _step(status, "deployments", lambda: Component(
+        "deployments", "ok", "prefect.yaml", detail=prefect_worker.register_deployments()))
+    _step(status, "prefect-worker", lambda: _daemon(prefect_worker.ensure_worker()))
     status.seconds = time.monotonic() - begun
     return status
 
@@ -411,5 +418,8 @@ def status() -> StackStatus:
     result.components.append(
         _probe("prefect", f"http://{LOOPBACK}:{ports.prefect}/api", system.prefect_ready,
                "prefect"))
+    result.components.append(
+        _probe("prefect-worker", f"pool {prefect_worker.POOL}", prefect_worker.worker_ready,
+               prefect_worker.WORKER))
     result.seconds = time.monotonic() - begun
     return result

@@ -740,7 +740,8 @@ def prefect_env(home: Path | None = None) -> dict[str, str]:
     }
 
 
-def _prefect_executable() -> str:
+def prefect_executable() -> str:
+    """The ``prefect`` command of this venv (beside the interpreter), else the one on PATH."""
     beside = Path(sys.executable).parent / "prefect"
     if beside.exists():
         return str(beside)
@@ -762,7 +763,7 @@ def _spawn_prefect(home: Path | None = None) -> int:
     port = ports().prefect
     return spawn(
         "prefect",
-        [_prefect_executable(), "server", "start", "--host", LOOPBACK, "--port", str(port)],
+        [prefect_executable(), "server", "start", "--host", LOOPBACK, "--port", str(port)],
         env=env,
         home=home,
     )
@@ -792,7 +793,7 @@ def ensure_prefect(home: Path | None = None, timeout: float = 120.0) -> DaemonRe
 
 
 # Reverse start order: clients before the services they use.
-STOP_ORDER = ("prefect", "moto", "registry", "mariadb", "dockerd")
+STOP_ORDER = ("prefect-worker", "prefect", "moto", "registry", "mariadb", "dockerd")
 
 
 def stop_all(home: Path | None = None) -> list[str]:

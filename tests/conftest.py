@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import docker as docker_sdk
 import pytest
 
-from gangway.config import DeployConfig, apply_env_file, load_config
+from gangway.config import DeployConfig, apply_env_file, available_environments, load_config
 from tasks.image_build import BuiltImage, build_image
 from tasks.registry import PushedImage, push_image
 from tasks.source import source_revision
@@ -30,6 +30,26 @@ def stack() -> object:
     status = rehearsal_stack.up()
     apply_env_file()
     return status
+
+
+@pytest.fixture(scope="session")
+def reconcilers_paused(stack: object) -> list[str]:
+    """Every reconcile-<env> deployment paused for the session, and nothing resumed after it.
+
+    A scheduled reconciler would close a killed deploy before the next deploy does (what the
+    kill-then-rerun rows assert), or restore an alias a row moved on purpose; the reconciler's
+    own rows resume their environment's for the row (rehearsal.reconcilers).
+    """
+    from rehearsal import reconcilers
+
+    return reconcilers.pause(available_environments())
+
+
+@pytest.fixture(autouse=True)
+def _no_reconciler_unless_asked(request: pytest.FixtureRequest) -> None:
+    # Only tests on the stack: a unit test must not bring the stack up to pause anything.
+    if "stack" in request.fixturenames:
+        request.getfixturevalue("reconcilers_paused")
 
 
 @pytest.fixture(scope="session")

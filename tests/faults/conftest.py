@@ -10,7 +10,8 @@ when the whole test has finished (``pytest_runtest_makereport`` below): it is co
 if the verdict held, the verdict found no problem and every phase of the test passed. The
 session declares its rows at collection, so a row that is skipped, crashes in setup or never
 writes counts against the result. Traffic that an attempt left moved after it ended (until a
-later deploy put it back) makes the row *stranded*, never contained.
+later deploy or the reconciler put it back) is reported as ``stranded_s``; within
+STRANDED_LIMIT_S the row can be contained, beyond it the row is *stranded*, never contained.
 
 ``GANGWAY_FAULTS_ENV`` picks the environment (default dev).
 """
@@ -40,7 +41,7 @@ from gangway.errors import AwsError, GangwayError
 from gangway.interrupts import Terminated
 from gangway.record import DeployRecord, Outcome
 from rehearsal import fault_matrix, iam
-from rehearsal.fault_matrix import STRANDED, FaultRow
+from rehearsal.fault_matrix import STRANDED, STRANDED_LIMIT_S, FaultRow
 from rehearsal.mariadb_setup import AWS_TEST_ENV, read_stack_env, stack_env_path
 from tasks import lambda_alias, lambda_read, schema
 from tasks.ledger import Ledger
@@ -304,6 +305,18 @@ class FaultRun:
         """A transient fault absorbed (retried / re-run): the deploy succeeded and verified."""
         return self._judge(attempt, "recovered", caught_at, boundary, says, evidence=evidence)
 
+    def reconciled(
+        self,
+        attempt: Attempt,
+        *,
+        by: str = "reconciler",
+        boundary: str = "orchestration",
+        says: tuple[str, ...] = (),
+    ) -> DeployRecord:
+        """A killed deploy closed with no further deploy: the scheduled reconciler put every
+        moved alias back (read back on its old version) and closed the record interrupted."""
+        return self._judge(attempt, "restored by the reconciler", by, boundary, says)
+
     def _judge(
         self,
         attempt: Attempt,
@@ -344,6 +357,18 @@ class FaultRun:
             alias_text = (
                 f"this deploy's {describe(after)}, read back" if alias_ok else describe(after)
             )
+        elif verdict == "restored by the reconciler":
+            # The process died: nobody saw an error. The record and the aliases are the proof.
+            outcome_ok = stored is not None and stored.outcome is Outcome.INTERRUPTED
+            alias_ok = after == self.before
+            caught = str(((stored.rollback or {}) if stored else {}).get("actor", "?"))
+            shown += "\n" + (stored.message if stored else "")
+            alias_text = f"previous {describe(after)}, read back" if alias_ok else describe(after)
+            if caught != step:
+                problems.append(f"closed by {caught!r}, expected {step!r}")
+            if stored is not None:
+                problems.extend(_consistency(stored, "rolled back"))
+                consistent = consistent and not _consistency(stored, "rolled back")
         else:
             wanted = {
                 "blocked before traffic": (Outcome.BLOCKED, Outcome.FAILED),
@@ -377,9 +402,13 @@ class FaultRun:
             problems.append(f"{leaks} secret value(s) in the output or the ledger record")
         # Traffic an earlier attempt left moved until this one put it back is stranded: the
         # world was wrong until somebody acted, whatever this attempt then repaired.
+        # Within STRANDED_LIMIT_S (what an unattended reconciler guarantees) it is contained.
         stranded_s = self.stranded_for(attempt)
+        within = stranded_s is not None and stranded_s <= STRANDED_LIMIT_S
         if not outcome_ok:
             shown_outcome = str(stored.outcome if stored else "no record")
+        elif within:
+            shown_outcome = f"moved {stranded_s:.0f}s (limit {STRANDED_LIMIT_S:.0f}s), {verdict}"
         elif stranded_s is not None:
             shown_outcome = f"{STRANDED}, then {verdict}"
         else:
@@ -398,7 +427,10 @@ class FaultRun:
                 else "MISSING"
             ),
             seconds=round(attempt.seconds, 1),
-            contained=outcome_ok and alias_ok and not problems and stranded_s is None,
+            contained=outcome_ok
+            and alias_ok
+            and not problems
+            and (stranded_s is None or stranded_s <= STRANDED_LIMIT_S),
             record_consistent=consistent,
             stranded_s=None if stranded_s is None else round(stranded_s, 1),
             secrets_found=leaks,
@@ -638,7 +670,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     stranded = fault_matrix.stranded_names(rows)
     if stranded:
         terminalreporter.write_line(
-            "stranded (traffic left moved until a later deploy): " + "; ".join(stranded)
+            f"stranded (traffic left moved beyond {fault_matrix.STRANDED_LIMIT_S:.0f}s): "
+            + "; ".join(stranded)
         )
     terminalreporter.write_line(
         fault_matrix.result_line(declared, rows, fault_matrix.load_sweep())

@@ -1,9 +1,10 @@
 """Orchestration faults: the deploy process itself killed, interrupted, or raced.
 
 A killed process cannot clean up after itself: the next deploy must close its record and put
-any alias it moved back before doing anything else. An interrupted one (Ctrl-C, SIGTERM from
-a cancelled CI job) must roll back on its way out. Two deploys to one environment never
-overlap.
+any alias it moved back before doing anything else, and with no next deploy the scheduled
+reconciler (flows/reconcile.py) does the same within STRANDED_LIMIT_S. An interrupted one
+(Ctrl-C, SIGTERM from a cancelled CI job or a cancelled flow run) must roll back on its way
+out. Two deploys to one environment never overlap.
 """
 
 from __future__ import annotations
@@ -11,20 +12,24 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.states import Cancelling
 
 from gangway import interrupts
-from gangway.config import REPO_ROOT, DeployConfig
+from gangway.config import REPO_ROOT, DeployConfig, gangway_home
 from gangway.record import DeployRecord, Outcome
+from rehearsal import reconcilers
 from tasks.aws import client
 from tasks.env_lock import deploy_lock
-from tasks.ledger import Ledger
+from tasks.ledger import Ledger, ledger_url
 
-from .conftest import FAULTS_ENV, FaultRun
+from .conftest import FAULTS_ENV, Attempt, FaultRun
 
 pytestmark = pytest.mark.stack
 
@@ -48,6 +53,11 @@ BOUNDARIES = (
 # ground truth" cannot land after the deploy already finished (the kill is not a step hook:
 # it follows the ledger from outside, 20 ms behind). It also makes recovery undo weights.
 CANARY = ("--canary", "50", "--bake", "120")
+# The step boundaries after which traffic has moved (the canary's share, then gates on it).
+TRAFFIC_MOVED = ("shift traffic", "smoke", "log scan", "ground truth")
+# How long a reconciler row waits for the reconciler to close the killed deploy: past
+# STRANDED_LIMIT_S on purpose, so a slow restore is measured (and judged) rather than cut off.
+RECONCILE_WAIT_S = 150
 
 
 def other_image(tmp_path: Path, label: str) -> dict[str, str]:
@@ -216,3 +226,130 @@ def test_concurrent_deploy_fails_fast_naming_the_holder(
         boundary="orchestration",
         says=(f"deploy {holder.deploy_id}", "alice@ci"),
     )
+
+
+def flow_run_env() -> dict[str, str]:
+    """What a flow run on the worker needs to act on this test's world: its ledger and home."""
+    return {"GANGWAY_LEDGER_URL": ledger_url(), "GANGWAY_HOME": str(gangway_home())}
+
+
+@pytest.fixture
+def reconciler(fault: FaultRun) -> Iterator[None]:
+    """This environment's scheduled reconciler, resumed for the row (on the row's ledger)."""
+    before = reconcilers.resume(FAULTS_ENV, flow_run_env())
+    try:
+        yield
+    finally:
+        reconcilers.pause_again(FAULTS_ENV, before)
+
+
+def wait_until_closed(deploy_id: str, timeout: float) -> DeployRecord:
+    """The record once something closed it (the reconciler's RECOVERED event), or as it is
+    after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = Ledger().get(deploy_id)
+        assert record is not None
+        if record.outcome is not Outcome.RUNNING or time.monotonic() >= deadline:
+            return record
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize(
+    "boundary",
+    [
+        pytest.param(
+            b,
+            marks=pytest.mark.fault(
+                f"flow process SIGKILLed after '{b}', reconciler restores", group="orch"
+            ),
+            id=b.replace(" ", "-"),
+        )
+        for b in TRAFFIC_MOVED
+    ],
+)
+def test_killed_after_traffic_moved_the_reconciler_restores_without_a_deploy(
+    fault: FaultRun, reconciler: None, tmp_path: Path, boundary: str
+) -> None:
+    spawned = fault.spawn(
+        "deploy", "--env", FAULTS_ENV, *CANARY, env=other_image(tmp_path, "stranded")
+    )
+    seen = spawned.wait_for_step(boundary)
+    spawned.signal(signal.SIGKILL)
+    killed = spawned.finish()
+    assert killed.exit_code == -signal.SIGKILL
+    assert any(m.alias_moved for m in (Ledger().get(seen.deploy_id) or seen).functions.values())
+    # No further deploy: only the scheduled reconciler can close it.
+    closed = wait_until_closed(seen.deploy_id, RECONCILE_WAIT_S)
+    assert closed.outcome is not Outcome.RUNNING, (
+        f"no reconciler closed {seen.deploy_id} within {RECONCILE_WAIT_S}s"
+    )
+    attempt = Attempt(
+        records=[closed],
+        error="",
+        output=killed.output,
+        exit_code=killed.exit_code,
+        seconds=time.monotonic() - killed.started,
+        started=time.monotonic(),
+    )
+    record = fault.reconciled(attempt, says=("reconciler restored its aliases",))
+    assert record.rollback and record.rollback["by"] == "recovery"
+    assert record.flow_run_id and f"flow run {record.flow_run_id} marked Crashed" in record.notes
+    assert [r.deploy_id for r in fault.new_records()] == [seen.deploy_id], "a deploy ran"
+
+
+def wait_for_run_record(
+    fault: FaultRun, flow_run_id: str, step: str, timeout: float
+) -> DeployRecord:
+    """The record of the deploy the flow run started, once it shows step finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in fault.new_records():
+            if record.flow_run_id == flow_run_id and any(s.name == step for s in record.steps):
+                return record
+        time.sleep(0.2)
+    raise AssertionError(f"flow run {flow_run_id} showed no {step!r} within {timeout}s")
+
+
+@pytest.mark.fault(
+    "deploy flow run cancelled through Prefect during the canary bake (worker SIGTERM)",
+    group="orch",
+)
+def test_a_cancelled_flow_run_on_the_worker_rolls_back(fault: FaultRun, tmp_path: Path) -> None:
+    # Started the way prefect.yaml says users start deploys: a flow run of the deployment,
+    # picked up by the process worker. Cancelling it makes the worker SIGTERM the flow process.
+    started = time.monotonic()
+    run = run_deployment(
+        f"deploy/deploy-{FAULTS_ENV}",
+        parameters={"canary_percent": 50, "bake_s": 120},
+        job_variables={"env": {**flow_run_env(), **other_image(tmp_path, "cancelled")}},
+        timeout=0,
+        as_subflow=False,
+    )
+    baking = wait_for_run_record(fault, str(run.id), "ground truth", timeout=300)
+    assert any(m.alias_moved for m in baking.functions.values())
+    time.sleep(2)  # as in the SIGTERM row: the 120 s bake is surely running
+    with get_client(sync_client=True) as prefect:
+        prefect.set_flow_run_state(run.id, Cancelling(message="cancelled by the fault row"))
+        deadline = time.monotonic() + 120
+        while True:
+            state = prefect.read_flow_run(run.id).state
+            if (state is not None and state.is_final()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    fault.ended()
+    assert state is not None and state.is_final(), f"the flow run did not end: {state}"
+    attempt = Attempt(
+        records=fault.new_records(),
+        error=state.message or "",
+        output="",
+        exit_code=None,
+        seconds=time.monotonic() - started,
+        started=started,
+    )
+    record = fault.rolled_back(
+        attempt, step="bake", boundary="orchestration", says=("stopped during bake",)
+    )
+    assert record.outcome is Outcome.INTERRUPTED
+    assert record.flow_run_id == str(run.id)
+    assert state.name == "Cancelled", state
