@@ -29,7 +29,7 @@ from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan
 from gangway.record import DeployRecord, Event, EventKind, FunctionMove, Outcome
 from tasks import lambda_read, migrations, step_calls
-from tasks.env_lock import deploy_lock
+from tasks.env_lock import DeployLock, deploy_lock
 from tasks.image_reuse import ReuseDecision
 from tasks.ledger import Ledger
 from tasks.prefect_task import step
@@ -208,10 +208,11 @@ def deploy(
     ledger = Ledger(secrets=config.secret_values())
     attempt = _attempt(request, traffic, env)
     record: DeployRecord | None = None
+    held: DeployLock | None = None
     stage = "deploy lock"
     timeout_s = config.environment.deploy.lock_timeout_s
     try:
-        with deploy_lock(config, timeout_s, lambda: _holder(ledger, env)):
+        with deploy_lock(config, timeout_s, lambda: _holder(ledger, env)) as held:
             stage = "recovery"
             for closed in recover_abandoned(config, ledger, by=f"deploy {attempt.deploy_id}"):
                 print(f"closed abandoned deploy {closed.deploy_id}: {closed.rollback}")
@@ -220,11 +221,22 @@ def deploy(
             plan = plan_deploy(request, observed, traffic, allow_destructive)
             # Opened only under the lock: recovery treats open records as abandoned.
             started = _start(ledger, attempt, observed)
-            run = Run(config, request.revision, plan, observed, ledger, started, request.promoted)
+            run = Run(
+                config,
+                request.revision,
+                plan,
+                observed,
+                ledger,
+                started,
+                request.promoted,
+                fence=held.verify,
+            )
             record = Executor(run).execute()
             stage = "deploy lock release"
     except GangwayError as exc:
         record = _after_stop(ledger, attempt, record, stage, exc)
+    if held is not None and held.lost is not None:
+        record = _lock_lost(ledger, attempt, held) or record
     if record.outcome is not Outcome.SUCCEEDED:
         raise DeployFailed(
             record,
@@ -235,6 +247,26 @@ def deploy(
             f"(gangway ledger show {record.deploy_id})",
         )
     return record
+
+
+def _lock_lost(ledger: Ledger, attempt: DeployRecord, lock: DeployLock) -> DeployRecord | None:
+    """A lost deploy lock is one more note on the record (the trigger, if it stopped the
+    deploy, says so too); leaving the lock never raises over it."""
+    if ledger.get(attempt.deploy_id) is None or lock.lost is None:
+        return None
+    ledger.append(
+        Event(
+            deploy_id=attempt.deploy_id,
+            kind=EventKind.NOTE,
+            data={
+                "text": f"the deploy lock {lock.name!r} was lost {lock.lost.describe()}; "
+                "after that no traffic moved forward and no success was recorded (both are "
+                "fenced); a restore put back only what this deploy had set"
+            },
+        ),
+        attempt.env,
+    )
+    return ledger.get(attempt.deploy_id)
 
 
 def _after_stop(

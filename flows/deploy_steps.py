@@ -67,6 +67,11 @@ class Run:
     outcomes: list[SmokeOutcome] = field(default_factory=list)
     deploy_started_ms: int = 0
     migrate_error: GangwayError | None = None  # judged by the "migration applied" step
+    # Raises when this deploy may no longer move traffic (its deploy lock was lost).
+    fence: Callable[[], None] = field(default=lambda: None)
+    # Function name → the routing this deploy last set (or was setting) on its alias: a
+    # restore puts back only aliases still routed by this deploy, never another deploy's move.
+    moved_to: dict[str, lambda_read.AliasState] = field(default_factory=dict)
 
     def emit(self, kind: EventKind, data: dict[str, Any]) -> None:
         """Append one event to the ledger, then fold it into the record."""
@@ -203,6 +208,7 @@ def deploy(run: Run) -> Done:
 def shift_traffic(run: Run) -> Done:
     """All at once: every alias to its new version. Canary: split the aliases that change."""
     if not run.plan.traffic.is_canary:
+        _setting(run, {v.name: (v.version, {}) for v in run.versions.values()})
         step_calls.shift_aliases(run.config, {v.name: v.version for v in run.versions.values()})
         return Done()
     run.canaried = run.moving_keys()
@@ -228,8 +234,17 @@ def shift_traffic(run: Run) -> Done:
         for k, v in run.versions.items()
         if k in run.canaried
     }
+    weight = round(run.plan.traffic.canary_percent / 100, 6)
+    _setting(run, {name: (stable, {new: weight}) for name, (stable, new) in targets.items()})
     step_calls.set_canaries(run.config, targets, run.plan.traffic.canary_percent)
     return Done()
+
+
+def _setting(run: Run, routes: dict[str, tuple[str, dict[str, float]]]) -> None:
+    """Note what the next alias calls set, before making them (like the MOVING event)."""
+    alias = run.config.environment.alias
+    for name, (version, weights) in routes.items():
+        run.moved_to[name] = lambda_read.AliasState(name=alias, version=version, weights=weights)
 
 
 def _qualifier(run: Run, key: str) -> str:
@@ -302,35 +317,49 @@ def bake(run: Run) -> GateResult | Done:
     return verdict.result
 
 
+# The bake waits in slices this long and checks the deploy lock between them: a lock lost
+# during a quiet bake is acted on within about a second.
+BAKE_SLICE_S = 0.5
+
+
 def _synthetic_traffic(run: Run, deadline: float) -> list[SmokeOutcome]:
     """Send the smoke cases without ground truth through the alias until the window ends
-    (the bake is never cut short); with synthetic traffic off, only wait."""
+    (the bake is never cut short, except by a lost deploy lock); with synthetic traffic off,
+    only wait."""
     policy = run.config.environment.deploy
     cases = [c for c in run.config.smoke if c.ground_truth is None and c.function in run.canaried]
     if not policy.bake_synthetic:
         cases = []
     sent: list[SmokeOutcome] = []
-    while (remaining := deadline - time.monotonic()) > 0:
-        if not cases:
-            interrupts.sleep(remaining)
-            break
+    while deadline - time.monotonic() > 0:
+        run.fence()
         for case in cases:
             if time.monotonic() >= deadline:
                 break
+            run.fence()
             sent.append(
                 smoke_invoke(run.config, case, run.config.environment.alias, run.correlation_id)
             )
-        interrupts.sleep(max(0.0, min(policy.bake_invoke_interval_s, deadline - time.monotonic())))
+        pause = policy.bake_invoke_interval_s if cases else deadline - time.monotonic()
+        _fenced_sleep(run, max(0.0, min(pause, deadline - time.monotonic())))
     return sent
+
+
+def _fenced_sleep(run: Run, seconds: float) -> None:
+    """Sleep in slices of at most BAKE_SLICE_S, checking the lock and interrupts between."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        interrupts.sleep(min(BAKE_SLICE_S, left))
+        run.fence()
 
 
 def full_shift(run: Run) -> Done:
     """After a passing bake: all traffic to the new versions."""
     if not run.canaried:
         return Done("skipped", run.already_live)
-    step_calls.shift_aliases(
-        run.config, {run.versions[k].name: run.versions[k].version for k in run.canaried}
-    )
+    targets = {run.versions[k].name: run.versions[k].version for k in run.canaried}
+    _setting(run, {name: (version, {}) for name, version in targets.items()})
+    step_calls.shift_aliases(run.config, targets)
     return Done()
 
 

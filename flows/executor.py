@@ -67,6 +67,7 @@ class Executor:
             interrupts.check()
             self.current = "success"
             prefect_task.require_api()  # a success Prefect cannot be told of is not recorded
+            self.run.fence()  # success is recorded only by the deploy that still holds the lock
             self.finish(Outcome.SUCCEEDED, self.run.already_live or "deployed and verified")
         except GateFailed as exc:
             self.fail(exc, gate=exc.result)
@@ -90,6 +91,8 @@ class Executor:
         # step runs, and no traffic moves, that its orchestrator can neither see nor cancel.
         prefect_task.require_api()
         if planned.moves_traffic:
+            # A deploy that lost its lock stops here: another may hold it and move aliases.
+            self.run.fence()
             moving = self.run.moving_keys()
             if moving:
                 # Recorded BEFORE the call: a kill in between still knows where to go back.
@@ -160,10 +163,12 @@ class Executor:
 
     # -- endings ------------------------------------------------------------------------
     def restore(self) -> dict[str, object]:
-        """Put every moved alias back on its recorded version and read it back."""
+        """Put every moved alias back on its recorded version and read it back, unless
+        another deploy has moved it since (then it is left alone and said so)."""
         moved = {k: m for k, m in self.record.functions.items() if m.alias_moved}
         previous = {m.name: self.run.observed.live[k].alias for k, m in moved.items()}
-        return rollback.restore(self.run.config, moved, previous)
+        moved_to = {n: s for n, s in self.run.moved_to.items() if n in previous}
+        return rollback.restore(self.run.config, moved, previous, moved_to=moved_to)
 
     def fail(
         self, exc: BaseException, gate: GateResult | None = None, interrupted: bool = False

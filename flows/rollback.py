@@ -3,6 +3,9 @@
 Used by the executor when a deploy stops after moving traffic, and by recovery when a killed
 deploy left traffic moved. Both go through the same restore task, so both get the same bounded
 restore window (environment.deploy.restore_window_s) and the same read-back evidence.
+A deploy that says what it set (moved_to) never undoes another deploy's move: such an alias
+is left alone and reported, and the rollback's result is "superseded" rather than FAILED
+(nothing is left for recovery to put back).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import UTC, datetime
 from gangway.config import DeployConfig
 from gangway.record import FunctionMove
 from tasks import step_calls
+from tasks.lambda_alias import SUPERSEDED
 from tasks.lambda_read import AliasState
 from tasks.prefect_task import step
 
@@ -26,18 +30,25 @@ def restore(
     moved: dict[str, FunctionMove],
     previous: dict[str, AliasState],
     by: str = "deploy",
+    moved_to: dict[str, AliasState] | None = None,
 ) -> dict[str, object]:
     """Restore each moved function's alias (function key → move; function name → previous
-    alias state) and say, per function, where it is now and whether that was verified."""
+    alias state) and say, per function, where it is now and whether that was verified.
+    With moved_to (function name → what this deploy set), aliases another deploy has moved
+    since are left alone."""
     started = time.monotonic()
     try:
-        states = _restore_aliases(config, previous)
+        states = _restore_aliases(config, previous, moved_to=moved_to)
     except BaseException as exc:  # the restore step itself failed: say so, loudly
         states = {name: f"restore step failed: {type(exc).__name__}: {exc}" for name in previous}
     restored: dict[str, object] = {}
-    ok = True
+    ok, superseded = True, False
     for key, move in moved.items():
         state = states.get(move.name, "not restored")
+        if isinstance(state, str) and state.endswith(SUPERSEDED):
+            superseded = True
+            restored[key] = {"left": state[:1000], "superseded": True}
+            continue
         if isinstance(state, str):
             ok = False
             restored[key] = {"error": state[:1000]}
@@ -46,7 +57,7 @@ def restore(
         ok = ok and verified
         restored[key] = {"to": state.version, "verified": verified}
     return {
-        "result": "verified" if ok else "FAILED",
+        "result": "FAILED" if not ok else "superseded" if superseded else "verified",
         "seconds": round(time.monotonic() - started, 3),
         "functions": restored,
         "by": by,

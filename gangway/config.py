@@ -306,6 +306,9 @@ class DeployPolicy(Strict):
     error_rate_threshold: float = Field(default=0.05, ge=0, le=1)
     bake_invoke_interval_s: float = Field(default=2.0, gt=0)
     lock_timeout_s: int = Field(default=30, ge=0)
+    # How often the deploy lock's heartbeat re-checks that this deploy still holds it
+    # (tasks/env_lock.py). A lost lock is seen within this plus the check's own bounded wait.
+    lock_heartbeat_s: float = Field(default=1.0, gt=0)
     invoke_timeout_s: int = Field(default=120, ge=1)
     # How long a rollback retries an AWS that does not answer (tasks/lambda_alias.py). 60 s
     # rides out what is transient in practice (a reset connection, an endpoint or DNS

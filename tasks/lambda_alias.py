@@ -2,7 +2,8 @@
 
 Every move is guarded by the RevisionId just read, so a concurrent deploy fails it instead of
 being overwritten. A rollback counts only when the alias is read back where it was.
-restore_aliases is the rollback of the deploy and of crash recovery alike.
+restore_aliases is the rollback of the deploy and of crash recovery alike; told what the
+deploy set (moved_to), it puts back only aliases that still route as that deploy left them.
 """
 
 from __future__ import annotations
@@ -45,10 +46,22 @@ _EQUAL_JITTER = wait_exponential(
 ) + wait_random_exponential(multiplier=RESTORE_BACKOFF_BASE_S / 2, max=RESTORE_BACKOFF_CAP_S / 2)
 
 OnRetry = Callable[[str], None]
+# What a conditional restore says of an alias another deploy has moved since (left alone).
+SUPERSEDED = "(another deploy moved it)"
+# How often a conditional restore re-reads an alias that changed between its read and write.
+CAS_ATTEMPTS = 3
+
+
+class AliasMoved(AwsError):
+    """The alias changed between our read and our write (its RevisionId no longer matches)."""
+
+
+class AliasSuperseded(AwsError):
+    """A restore found the alias routed by someone else: it is left alone."""
 
 
 def _alias_moved(alias: str, name: str) -> AwsError:
-    return AwsError(
+    return AliasMoved(
         f"the alias changed under us: another deploy? ({name}:{alias})",
         expected=f"{name}:{alias} unchanged since it was read (same RevisionId)",
         found="PreconditionFailedException: the RevisionId no longer matches",
@@ -57,11 +70,17 @@ def _alias_moved(alias: str, name: str) -> AwsError:
 
 
 def _update_alias(
-    lam: Any, config: DeployConfig, name: str, version: str, weights: Mapping[str, float]
+    lam: Any,
+    config: DeployConfig,
+    name: str,
+    version: str,
+    weights: Mapping[str, float],
+    current: AliasState | None = None,
 ) -> AliasState:
-    """Point the alias at version with weights, guarded by the RevisionId just read."""
+    """Point the alias at version with weights, guarded by the RevisionId of current (read
+    now unless given): compare-and-set, so a change by anyone in between fails it."""
     alias = config.environment.alias
-    current = get_alias(lam, alias, name)
+    current = current or get_alias(lam, alias, name)
     kwargs: dict[str, Any] = {
         "FunctionName": name,
         "Name": alias,
@@ -173,6 +192,16 @@ def _report_retry(
     return report
 
 
+def _versions(state: AliasState) -> set[str]:
+    return {state.version, *state.weights}
+
+
+def _still_ours(now: AliasState, previous: AliasState, moved_to: AliasState) -> bool:
+    """The alias routes only to versions this deploy's before and after states route to: as
+    it set it, or part-way between (a full shift that moved some weight and failed)."""
+    return now.routes_like(moved_to) or _versions(now) <= _versions(previous) | _versions(moved_to)
+
+
 def restore_alias(
     config: DeployConfig,
     name: str,
@@ -180,8 +209,14 @@ def restore_alias(
     *,
     window_s: float | None = None,
     on_retry: OnRetry | None = None,
+    moved_to: AliasState | None = None,
 ) -> AliasState:
     """Put the alias back where previous says, then prove it by reading it back.
+
+    With moved_to (what this deploy set), the restore is conditional: an alias already like
+    previous needs nothing; one that routes to a version neither previous nor moved_to knows
+    was moved by another deploy and is left alone (AliasSuperseded). The write is a
+    compare-and-set on the RevisionId read just before, so a move in between is re-judged.
 
     A rollback runs exactly when something is wrong, possibly with AWS itself: while AWS does
     not answer, throttles or fails with a 5xx, the whole update-and-read-back is retried with
@@ -192,9 +227,29 @@ def restore_alias(
     lam = client(config, "lambda", profile="restore")
     window = config.environment.deploy.restore_window_s if window_s is None else window_s
 
+    alias = config.environment.alias
+
     def attempt() -> AliasState:
-        _update_alias(lam, config, name, previous.version, previous.weights)
-        return get_alias(lam, config.environment.alias, name)
+        if moved_to is None:
+            _update_alias(lam, config, name, previous.version, previous.weights)
+            return get_alias(lam, alias, name)
+        for _ in range(CAS_ATTEMPTS):
+            now = get_alias(lam, alias, name)
+            if now.routes_like(previous):
+                return now
+            if not _still_ours(now, previous, moved_to):
+                raise AliasSuperseded(
+                    f"not restored: alias now routes {now.describe()} {SUPERSEDED}",
+                    expected=f"{name}:{alias} as this deploy left it ({moved_to.describe()})",
+                    found=now.describe(),
+                    remedy="nothing: the deploy that moved it owns it now",
+                )
+            try:
+                _update_alias(lam, config, name, previous.version, previous.weights, now)
+            except AliasMoved:
+                continue  # changed between our read and our write: judge it again
+            return get_alias(lam, alias, name)
+        raise _alias_moved(alias, name)
 
     retrying = Retrying(
         retry=retry_if_exception(is_transient),
@@ -225,17 +280,29 @@ def restore_aliases(
     previous: dict[str, AliasState],
     window_s: float | None = None,
     on_retry: OnRetry | None = None,
+    moved_to: dict[str, AliasState] | None = None,
 ) -> dict[str, AliasState | str]:
     """Put every alias (function name → where it was) back and read it back, concurrently.
 
     The one rollback, of a failed deploy and of crash recovery alike. Each function gets its
     own try within the window: the result is its verified AliasState, or the rendered error
-    (expected / found / remedy) when it could not be restored.
+    (expected / found / remedy) when it could not be restored. With moved_to (function name
+    → what this deploy set), an alias another deploy moved since is left alone and reported
+    as "not restored: alias now routes … (another deploy moved it)".
     """
 
     def restore(name: str) -> AliasState | str:
         try:
-            return restore_alias(config, name, previous[name], window_s=window_s, on_retry=on_retry)
+            return restore_alias(
+                config,
+                name,
+                previous[name],
+                window_s=window_s,
+                on_retry=on_retry,
+                moved_to=(moved_to or {}).get(name),
+            )
+        except AliasSuperseded as exc:
+            return exc.message
         except GangwayError as exc:  # every alias gets its try; the caller reports each
             return exc.render()
 

@@ -159,13 +159,17 @@ def restore_aliases(
     config: DeployConfig,
     previous: dict[str, AliasState],
     window_s: float | None = None,
+    moved_to: dict[str, AliasState] | None = None,
 ) -> dict[str, AliasState | str]:
     """Put every moved alias back where it was and read it back; failures are per function.
 
     While AWS does not answer (or throttles), each restore keeps retrying with backoff for
-    window_s (default: the environment's restore window), logging every retry.
+    window_s (default: the environment's restore window), logging every retry. With moved_to
+    (what the deploy set), an alias another deploy moved since is left alone.
     """
-    return lambda_alias.restore_aliases(config, previous, window_s, on_retry=_step_logger().warning)
+    return lambda_alias.restore_aliases(
+        config, previous, window_s, on_retry=_step_logger().warning, moved_to=moved_to
+    )
 
 
 def smoke_all(
