@@ -6,18 +6,17 @@ back before the next row, whatever happened.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from gangway.record import DeployRecord, Event, EventKind, Outcome
-from rehearsal.system import ensure_mariadb, pid_path
+from rehearsal.system import ensure_mariadb
 from tasks.ledger import Ledger
 
 from .conftest import FAULTS_ENV, FaultRun
+from .daemons import kill, stack_pid
 from .test_orchestration import other_image
 
 pytestmark = pytest.mark.stack
@@ -26,18 +25,8 @@ LOST_LOCK_WITHIN_S = 5.0  # the issue's target: a lost deploy lock is acted on w
 
 
 def kill_mariadb() -> float:
-    """SIGKILL the stack's MariaDB, as an OOM kill or a host failure would; the kill's time."""
-    pid = int(pid_path("mariadb").read_text().split()[0])  # "pid start-time endpoint"
-    killed_at = time.time()
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return killed_at
-        time.sleep(0.05)
-    raise AssertionError(f"mariadbd {pid} survived SIGKILL")
+    """SIGKILL the stack's MariaDB; the kill's time."""
+    return kill(stack_pid("mariadb"), "mariadbd")
 
 
 def first_at(events: list[Event], kinds: set[EventKind], name: str = "") -> float:

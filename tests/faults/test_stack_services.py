@@ -11,9 +11,6 @@ These rows kill a shared daemon: they run alone (the suite is serial; by hand, u
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from pathlib import Path
 from uuid import UUID
 
@@ -27,7 +24,6 @@ from rehearsal.system import (
     docker_ready,
     ensure_dockerd,
     ensure_prefect,
-    owned_pid,
     prefect_ready,
     registry_ready,
     stop_pid,
@@ -36,33 +32,13 @@ from tasks.aws import client
 from tasks.ledger import Ledger
 
 from .conftest import FAULTS_ENV, FaultRun
+from .daemons import kill, stack_pid
 from .test_orchestration import other_image
 
 pytestmark = pytest.mark.stack
 
 # What an all-at-once deploy runs after the alias moved, then its check before success.
 AFTER_SHIFT = ("smoke", "log scan", "ground truth", "success")
-
-
-def stack_pid(name: str) -> int:
-    """The pid of a daemon the stack started (a row cannot kill a daemon it does not own)."""
-    pid = owned_pid(name)
-    if pid is None:
-        pytest.skip(f"{name} was not started by `gangway stack up` (no pid file): not ours to kill")
-    return pid
-
-
-def kill(pid: int, what: str) -> None:
-    """SIGKILL pid, as an OOM kill or a host failure would, and wait until it is gone."""
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} {pid} survived SIGKILL")
 
 
 def assert_invokes(fault: FaultRun) -> None:
