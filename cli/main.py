@@ -17,7 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from gangway import interrupts
-from gangway.config import apply_env_file, available_environments, gangway_home, load_config
+from gangway.config import (
+    apply_env_file,
+    available_environments,
+    gangway_home,
+    load_config,
+    project_root,
+)
 from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.interrupts import Terminated
 from gangway.render import gate_text, table
@@ -34,6 +40,11 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `git log | hea
 def _stack(args: argparse.Namespace) -> int:
     from rehearsal import stack
 
+    if args.action == "seed":
+        from rehearsal.service_seed import seed_service
+
+        print(seed_service(project_root(args.project), args.env or None).render())
+        return EXIT_OK
     if args.action == "up":
         status = stack.up(envs=args.env or None)
     elif args.action == "down":
@@ -51,9 +62,9 @@ def _gate(args: argparse.Namespace) -> int:
     from flows.request import resolve_source
 
     # Bad input fails here, before a flow run exists (no Prefect ERROR line repeating it).
-    resolve_source(load_config(args.env), None)
+    resolve_source(load_config(args.env, project=_project(args)), None)
     started = time.monotonic()
-    outcome = build_and_gate(env=args.env, push_image=not args.no_push)
+    outcome = build_and_gate(env=args.env, push_image=not args.no_push, project=_project(args))
     total = time.monotonic() - started
     if args.json:
         print(
@@ -98,7 +109,11 @@ def render_record(record: DeployRecord) -> str:
         f"  commit  {record.commit_sha}{' (dirty tree)' if record.dirty else ''}",
         f"  image   {record.image_ref or '-'}",
         f"  digest  {record.image_digest or '-'}",
-        f"  schema  {record.schema_before or 'base'} → {record.schema_after or '-'}",
+        f"  service {record.service or '-'}",
+        f"  schema  {record.schema_before or 'base'} → {record.schema_after or '-'}"
+        if record.schema_before or record.schema_after
+        else "  schema  -",
+        f"  evidence {record.evidence} (the strongest gate about the new version that passed)",
         f"  traffic {record.traffic.get('mode', '-')}"
         + (
             f" {record.traffic['canary_percent']}% / {record.traffic['bake_s']}s"
@@ -144,7 +159,9 @@ def _deploy(args: argparse.Namespace) -> int:
     try:
         # Every input is checked before a flow run exists: bad input is exit 2 with one
         # refused record, never a failed Prefect run that logs the whole error again.
-        validate_request(args.env, args.sha, args.canary, args.bake, args.promote)
+        validate_request(
+            args.env, args.sha, args.canary, args.bake, args.promote, _project(args)
+        )
     except (ConfigError, RegistryError) as exc:
         if not args.dry_run:
             record_refusal(args.env, args.sha, exc)
@@ -159,6 +176,7 @@ def _deploy(args: argparse.Namespace) -> int:
             allow_destructive=args.allow_destructive,
             dry_run=args.dry_run,
             promote=args.promote,
+            project=_project(args),
         )
     except RegistryError as exc:  # only a refused promotion escapes the flow as one
         print(exc.render(), file=sys.stderr)
@@ -184,6 +202,11 @@ def _deploy(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(result.model_dump_json(indent=2) if args.json else render_record(result))
     return EXIT_OK
+
+
+def _project(args: argparse.Namespace) -> str | None:
+    """The project the flow is told of: the one given, else what the environment says."""
+    return getattr(args, "project", None) or os.environ.get("GANGWAY_PROJECT") or None
 
 
 def _context(exc: BaseException, wanted: type[E]) -> E | None:
@@ -295,22 +318,41 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one sub-command per job."""
-    envs = available_environments()
+    try:
+        envs = available_environments()
+    except ConfigError:  # a bad --project / GANGWAY_PROJECT is reported once the args are read
+        envs = []
     parser = argparse.ArgumentParser(prog="gangway", description=__doc__)
+    project = argparse.ArgumentParser(add_help=False)
+    project.add_argument(
+        "--project",
+        metavar="DIR",
+        help="the service's checkout (default: $GANGWAY_PROJECT, else the current directory "
+        "when it has deployments/service.toml, else gangway's reference service)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("stack", help="provision / stop / inspect the local rehearsal stack")
-    p.add_argument("action", choices=("up", "down", "status"))
+    p = sub.add_parser(
+        "stack",
+        parents=[project],
+        help="provision / stop / inspect the local rehearsal stack; `seed` creates what a "
+        "service's configuration declares (functions, aliases, log groups, bucket, database)",
+    )
+    p.add_argument("action", choices=("up", "down", "status", "seed"))
     p.add_argument("--env", action="append", help="environment(s) to seed (default: all)")
     p.set_defaults(run=_stack)
 
-    p = sub.add_parser("gate", help="build the image, import every handler inside it, push it")
+    p = sub.add_parser(
+        "gate", parents=[project], help="build the image, import every handler inside it, push it"
+    )
     p.add_argument("--env", required=True, help=f"one of: {', '.join(envs)}")
     p.add_argument("--no-push", action="store_true", help="stop after the in-image gate")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=_gate)
 
-    p = sub.add_parser("deploy", help="deploy one commit to one environment, with evidence")
+    p = sub.add_parser(
+        "deploy", parents=[project], help="deploy one commit to one environment, with evidence"
+    )
     p.add_argument("--env", required=True, help=f"one of: {', '.join(envs)}")
     p.add_argument("--sha", help="commit to deploy (default: HEAD of the service)")
     p.add_argument(
@@ -372,6 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_env_file()
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
+    if getattr(args, "project", None):
+        try:
+            # One project for the whole process: the flows, the ledger's reads and the
+            # in-process Prefect run all resolve the same checkout.
+            os.environ["GANGWAY_PROJECT"] = str(project_root(args.project))
+        except ConfigError as exc:
+            print(exc.render(), file=sys.stderr)
+            return EXIT_BAD_INPUT
     # Python's default for SIGTERM is to die on the spot, skipping the rollback of an alias
     # that already moved; a runner cancelling a job sends SIGTERM before SIGKILL.
     signal.signal(signal.SIGTERM, _terminate)

@@ -24,12 +24,12 @@ from flows.deploy_steps import Observed, Run
 from flows.executor import DeployInterrupted, DisplayExecutor, Executor
 from flows.recovery import recover_abandoned
 from flows.request import Request, record_refusal, resolve_source, validate_request
-from gangway.config import REPO_ROOT
+from gangway.config import project_root
 from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan
 from gangway.record import DeployRecord, Event, EventKind, FunctionMove, Outcome
 from tasks import lambda_read, migrations, step_calls
-from tasks.env_lock import DeployLock, deploy_lock
+from tasks.env_lock import HeldLock, deploy_lock
 from tasks.image_reuse import ReuseDecision
 from tasks.ledger import Ledger
 from tasks.prefect_task import step
@@ -62,7 +62,10 @@ def observe(request: Request) -> Observed:
     config = request.config
     return Observed(
         live=lambda_read.describe_functions(config),
-        migrations=migrations.plan_migrations(config),
+        # A service without migrations (or without a database) has no schema to read.
+        migrations=migrations.plan_migrations(config)
+        if config.migrations_dir is not None
+        else migrations.MigrationPlan(current=None, head=None, pending=()),
         reuse=step_calls.find_reuse(config, request.revision)
         if request.promoted is None
         else ReuseDecision(None, "promotion: the validated image is pulled"),
@@ -103,11 +106,12 @@ def run_name() -> str:
     params = flow_run.parameters
     ref = params.get("sha") or "HEAD"
     try:
+        root = project_root(params.get("project"))
         short = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=7", f"{ref}^{{commit}}"],
+            ["git", "-C", str(root), "rev-parse", "--short=7", f"{ref}^{{commit}}"],
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, GangwayError):
         short = str(ref)[:12]
     kind = "promote" if params.get("promote") else "dry run" if params.get("dry_run") else "deploy"
     return f"{params.get('env')} · {short} · {kind}"
@@ -120,8 +124,8 @@ def _flow_run_id() -> str | None:
         return None
 
 
-def _holder(ledger: Ledger, env: str) -> str:
-    running = ledger.running(env)
+def _holder(ledger: Ledger, env: str, service: str) -> str:
+    running = ledger.running(env, service)
     if not running:
         return "a deploy holding the lock (no running record in this ledger)"
     r = running[0]
@@ -133,6 +137,7 @@ def _holder(ledger: Ledger, env: str) -> str:
 def _attempt(request: Request, traffic: Traffic, env: str) -> DeployRecord:
     return DeployRecord(
         env=env,
+        service=request.config.service.name,
         commit_sha=request.revision.sha,
         dirty=request.revision.dirty,
         traffic={
@@ -188,13 +193,15 @@ def deploy(
     allow_destructive: bool = False,
     dry_run: bool = False,
     promote: bool = False,
+    project: str | None = None,
 ) -> DeployRecord | DeployPlan:
-    """Deploy one commit to one environment, or print what that would do (dry_run).
+    """Deploy one commit of the service at project (a checkout; default: see
+    gangway.config.project_root) to one environment, or print what that would do (dry_run).
 
     With promote, the image a succeeded deploy of sha validated is deployed by digest.
     """
     try:
-        request = validate_request(env, sha, canary_percent, bake_s, promote)
+        request = validate_request(env, sha, canary_percent, bake_s, promote, project)
     except (ConfigError, RegistryError) as exc:
         if not dry_run:
             record_refusal(env, sha, exc, _flow_run_id())
@@ -208,11 +215,12 @@ def deploy(
     ledger = Ledger(secrets=config.secret_values())
     attempt = _attempt(request, traffic, env)
     record: DeployRecord | None = None
-    held: DeployLock | None = None
+    held: HeldLock | None = None
     stage = "deploy lock"
     timeout_s = config.environment.deploy.lock_timeout_s
+    service = config.service.name
     try:
-        with deploy_lock(config, timeout_s, lambda: _holder(ledger, env)) as held:
+        with deploy_lock(config, timeout_s, lambda: _holder(ledger, env, service)) as held:
             stage = "recovery"
             for closed in recover_abandoned(config, ledger, by=f"deploy {attempt.deploy_id}"):
                 print(f"closed abandoned deploy {closed.deploy_id}: {closed.rollback}")
@@ -249,7 +257,7 @@ def deploy(
     return record
 
 
-def _lock_lost(ledger: Ledger, attempt: DeployRecord, lock: DeployLock) -> DeployRecord | None:
+def _lock_lost(ledger: Ledger, attempt: DeployRecord, lock: HeldLock) -> DeployRecord | None:
     """A lost deploy lock is one more note on the record (the trigger, if it stopped the
     deploy, says so too); leaving the lock never raises over it."""
     if ledger.get(attempt.deploy_id) is None or lock.lost is None:

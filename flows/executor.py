@@ -62,6 +62,11 @@ class Executor:
     def execute(self) -> DeployRecord:
         """Run every step in order; block, roll back or succeed; always record the end."""
         try:
+            if self.run.plan.absent:
+                self.run.note(
+                    "gates this service does not declare: "
+                    + "; ".join(f"{name} ({why})" for name, why in self.run.plan.absent)
+                )
             for planned in self.run.plan.steps:
                 self.step(planned)
             interrupts.check()

@@ -31,11 +31,12 @@ class ImageOutcome:
 
 
 @flow(name="build-and-gate", log_prints=True)
-def build_and_gate(env: str, push_image: bool = True) -> ImageOutcome:
-    """Build the service image, import every handler inside it, then push it by digest."""
+def build_and_gate(env: str, push_image: bool = True, project: str | None = None) -> ImageOutcome:
+    """Build the service image (of the checkout at project), import every handler inside it,
+    then push it by digest."""
     # The same revision a deploy would record: a build input outside the repository makes
     # it dirty, so an image built from it is never tagged or pushed as a clean commit.
-    config, revision = resolve_source(load_config(env), None)
+    config, revision = resolve_source(load_config(env, project=project), None)
     built = build(config, revision)
     gate = gate_image(config, built)
     create_markdown_artifact(

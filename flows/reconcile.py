@@ -27,11 +27,11 @@ def run_name() -> str:
 
 
 @flow(name="reconcile", flow_run_name=run_name, log_prints=True)
-def reconcile(env: str) -> dict[str, object]:
+def reconcile(env: str, project: str | None = None) -> dict[str, object]:
     """Close the abandoned deploys of env and put their aliases back, unless a deploy holds
     the lock (then that deploy does it). Returns what it found and closed."""
     log = get_run_logger()
-    config = load_config(env)
+    config = load_config(env, project=project)
     ledger = Ledger(secrets=config.secret_values())
     try:
         # timeout 0: a deploy or another reconciler holding the lock recovers by itself.

@@ -39,15 +39,15 @@ def close_flow_run(flow_run_id: str | None) -> str:
     return f"flow run {flow_run_id} marked Crashed"
 
 
-def pending_recovery(ledger: Ledger, env: str) -> list[DeployRecord]:
+def pending_recovery(ledger: Ledger, env: str, service: str | None = None) -> list[DeployRecord]:
     """Attempts whose aliases may still be off their previous versions.
 
     Killed mid-flight (still open), or whose rollback FAILED. Only records newer than the last
     success can be pending: every deploy runs this recovery first, under the lock, and
     succeeds only after it.
     """
-    pending = ledger.running(env)
-    for record in ledger.recent(env, limit=50):
+    pending = ledger.running(env, service)
+    for record in ledger.recent(env, limit=50, service=service):
         if record.outcome is Outcome.SUCCEEDED:
             break
         rollback_ = record.rollback or {}
@@ -60,7 +60,7 @@ def recover_abandoned(config: DeployConfig, ledger: Ledger, by: str) -> list[Dep
     """Put abandoned attempts' moved aliases back and close their records; returns them."""
     closed = []
     alias = config.environment.alias
-    for record in pending_recovery(ledger, config.environment.name):
+    for record in pending_recovery(ledger, config.environment.name, config.service.name):
         killed = record.outcome is Outcome.RUNNING
         moved = {
             k: m for k, m in record.functions.items() if m.alias_moved and m.version_before

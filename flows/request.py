@@ -36,7 +36,9 @@ def resolve_source(config: DeployConfig, sha: str | None) -> tuple[DeployConfig,
     """
     root = config.root.resolve()
     dockerfile = (config.build_context / config.service.build.dockerfile).resolve()
-    inputs = [config.build_context, dockerfile, config.migrations_dir]
+    inputs = [config.build_context, dockerfile]
+    if config.migrations_dir is not None:
+        inputs.append(config.migrations_dir)
     outside = outside_repository(root, inputs)
     inside = [p for p in inputs if p not in outside]
     head = source_revision(config.root, inside)
@@ -59,8 +61,9 @@ def resolve_source(config: DeployConfig, sha: str | None) -> tuple[DeployConfig,
     build = config.service.build.model_copy(
         update={"context": placed(config.build_context), "dockerfile": str(placed(dockerfile))}
     )
+    migrations = config.migrations_dir
     service = config.service.model_copy(
-        update={"build": build, "migrations": placed(config.migrations_dir)}
+        update={"build": build, "migrations": placed(migrations) if migrations else None}
     )
     return config.model_copy(update={"root": tree, "service": service}), revision
 
@@ -76,9 +79,17 @@ class Request:
 
 
 def validate_request(
-    env: str, sha: str | None, canary_percent: int, bake_s: int, promote: bool = False
+    env: str,
+    sha: str | None,
+    canary_percent: int,
+    bake_s: int,
+    promote: bool = False,
+    project: str | None = None,
 ) -> Request:
     """Check every input before any side effect: traffic, configuration, SHA, promoted image.
+
+    project: the service's checkout (gangway.config.project_root); its repository is the
+    source of the commit, the build context and the migrations.
 
     A plain function: the CLI calls it before the flow run starts, so bad input is refused
     (exit 2) without a failed Prefect run; the flow calls it again for runs started elsewhere.
@@ -104,7 +115,7 @@ def validate_request(
             found=f"bake {bake_s}s",
             remedy="pass --bake SECONDS",
         )
-    config = load_config(env)
+    config = load_config(env, project=project)
     policy = config.environment.deploy
     if bake_s > policy.max_bake_s:
         raise ConfigError(
@@ -122,10 +133,11 @@ def validate_request(
             found="none",
             remedy="add [[smoke]] cases to service.toml (or the environment's file)",
         )
+    require_evidence(config)
     config, revision = resolve_source(config, sha)
     if not promote:
         return Request(config, revision)
-    validated = find_validated(Ledger(), revision.sha)
+    validated = find_validated(Ledger(), revision.sha, config.service.name)
     pushed = confirm_in_registry(config, validated)
     return Request(
         config,
@@ -135,8 +147,38 @@ def validate_request(
     )
 
 
+# What each level of environment.deploy.require asks of a service's declared gates.
+EVIDENCE_GATES = {
+    "smoke": "smoke cases (content)",
+    "observability": "a log scan of the smoked versions (observability)",
+    "ground-truth": "a smoke case with ground_truth (a row or an object proven in storage)",
+}
+
+
+def require_evidence(config: DeployConfig) -> None:
+    """Refuse, before anything moves, an environment that demands stronger evidence than the
+    service's declared gates can reach."""
+    required = config.environment.deploy.require
+    if required != "ground-truth" or config.has_ground_truth:
+        return  # smoke is always declared, and every smoked version's logs are scanned
+    env = config.environment.name
+    raise ConfigError(
+        f"{env} requires ground-truth evidence, and {config.service.name} declares no smoke "
+        "case that can reach it",
+        expected=f"environment.deploy.require = {required!r}: {EVIDENCE_GATES[required]}",
+        found="smoke cases: " + ", ".join(repr(c.name) for c in config.smoke)
+        + " (none with ground_truth)",
+        remedy="add [smoke.ground_truth] (a row or an object the case leaves) to a smoke case, "
+        f"or lower environment.deploy.require in {env}.toml if {env} may accept less",
+    )
+
+
 def record_refusal(
-    env: str, sha: str | None, exc: GangwayError, flow_run_id: str | None = None
+    env: str,
+    sha: str | None,
+    exc: GangwayError,
+    flow_run_id: str | None = None,
+    service: str = "",
 ) -> DeployRecord:
     """Bad input is refused before anything changes, and the refusal is still on record."""
     now = datetime.now(UTC)
@@ -144,6 +186,7 @@ def record_refusal(
         DeployRecord(
             env=env,
             commit_sha=sha or "",
+            service=service,
             outcome=Outcome.REFUSED,
             trigger={"step": "input", "error": exc.render()[:2000], "checks": []},
             message="refused: bad input; nothing changed",

@@ -153,6 +153,15 @@ class FunctionSpec(Strict):
     memory: int = Field(default=512, ge=128, le=10240)
     architecture: Literal["x86_64", "arm64"] = "x86_64"
     env: dict[str, str] = Field(default_factory=dict)
+    # true: the code validates required_env at import, so a cold start without a setting fails
+    # naming it (the in-image gate proves it with a start-up without the environment).
+    startup_validation: bool = False
+    # true: the infrastructure sets this function's ImageConfig.Command to its handler (one
+    # image, several handlers); false: the function runs the image's own CMD.
+    command_override: bool = False
+    # false: the function writes no application log lines by design (a pure computation);
+    # the log scan then asks only for its START/END/REPORT lines and no errors.
+    app_logs: bool = True
 
     @field_validator("handler")
     @classmethod
@@ -205,7 +214,9 @@ class ServiceSpec(Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
     build: BuildSpec
-    migrations: Path = Path("migrations")
+    # The service's alembic folder, relative to the project; none declared = no migrations.
+    # No default: a default would point at some other service's migrations.
+    migrations: Path | None = None
 
 
 class AwsSpec(Strict):
@@ -328,6 +339,9 @@ class DeployPolicy(Strict):
     # How long the bake's count waits for the log lines of the invokes known to have run the
     # new version (log delivery lags on AWS); it ends as soon as all have arrived.
     bake_log_wait_s: float = Field(default=30.0, gt=0, le=300)
+    # The strongest evidence a deploy here must reach: a service whose smoke cases prove no
+    # ground truth is refused by an environment that requires it, before anything moves.
+    require: Literal["smoke", "observability", "ground-truth"] = "smoke"
 
 
 class EnvironmentSpec(Strict):
@@ -336,9 +350,11 @@ class EnvironmentSpec(Strict):
     name: str
     alias: str = Field(default="live", pattern=r"^[A-Za-z0-9_-]{1,128}$")
     registry: str
-    bucket: str
+    # Both optional: a service without a bucket or a database declares neither, and then
+    # has no steps (or ground truth) that need them.
+    bucket: str | None = None
     aws: AwsSpec = AwsSpec()
-    database: DatabaseSpec
+    database: DatabaseSpec | None = None
     deploy: DeployPolicy = DeployPolicy()
 
 
@@ -436,7 +452,7 @@ class DeployConfig(BaseModel):
     functions: dict[str, ResolvedFunction]
     tables: tuple[TableContract, ...]
     smoke: tuple[SmokeCase, ...]
-    db_password: SecretStr
+    db_password: SecretStr | None = None
 
     @property
     def build_context(self) -> Path:
@@ -444,9 +460,29 @@ class DeployConfig(BaseModel):
         return (self.root / self.service.build.context).resolve()
 
     @property
-    def migrations_dir(self) -> Path:
-        """The alembic script location as an absolute path."""
+    def migrations_dir(self) -> Path | None:
+        """The alembic script location as an absolute path (None: the service has none)."""
+        if self.service.migrations is None:
+            return None
         return (self.root / self.service.migrations).resolve()
+
+    @property
+    def database(self) -> DatabaseSpec:
+        """The environment's database; ConfigError for a service that declares none."""
+        if self.environment.database is None:
+            raise ConfigError(
+                f"environment {self.environment.name!r} declares no database",
+                expected="[environment.database] for a step that reads or writes MySQL",
+                found="none declared",
+                remedy="declare [environment.database], or drop what needs it (migrations, "
+                "tables, row ground truth)",
+            )
+        return self.environment.database
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """True when some smoke case proves a row or an object in storage."""
+        return any(c.ground_truth is not None for c in self.smoke)
 
     @property
     def image_repository(self) -> str:
@@ -455,9 +491,10 @@ class DeployConfig(BaseModel):
 
     def database_url(self) -> str:
         """SQLAlchemy URL with the password; only for the driver, never for output."""
-        db = self.environment.database
+        db = self.database
         from urllib.parse import quote_plus
 
+        assert self.db_password is not None  # set whenever a database is declared
         return (
             f"mysql+pymysql://{db.user}:{quote_plus(self.db_password.get_secret_value())}"
             f"@{db.host}:{db.port}/{db.name}"
@@ -465,7 +502,7 @@ class DeployConfig(BaseModel):
 
     def secret_values(self) -> list[str]:
         """Every secret value in play, for scrubbing outputs (longest first)."""
-        values = {self.db_password.get_secret_value()}
+        values = {self.db_password.get_secret_value()} if self.db_password else set()
         for fn in self.functions.values():
             values.update(v.get_secret_value() for k, v in fn.env.items() if _is_secret_key(k, fn))
         return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
@@ -504,9 +541,34 @@ def gangway_home() -> Path:
     return Path(os.environ.get("GANGWAY_HOME", REPO_ROOT / ".gangway")).resolve()
 
 
-def deployments_dir() -> Path:
-    """Where service.toml and the <env>.toml files live: $GANGWAY_DEPLOYMENTS or ./deployments."""
-    return Path(os.environ.get("GANGWAY_DEPLOYMENTS", REPO_ROOT / "deployments")).resolve()
+def project_root(explicit: str | Path | None = None) -> Path:
+    """The service checkout gangway deploys: explicit (``--project``), else $GANGWAY_PROJECT,
+    else the current directory when it holds deployments/service.toml, else this repository
+    (the reference service). Everything relative in the configuration is relative to it."""
+    chosen = explicit or os.environ.get("GANGWAY_PROJECT")
+    if chosen:
+        root = Path(chosen).expanduser().resolve()
+        if not (root / "deployments" / "service.toml").is_file():
+            raise ConfigError(
+                f"{root} is not a gangway project",
+                expected=f"{root / 'deployments' / 'service.toml'} describing the service",
+                found="no such file" if root.is_dir() else "no such directory",
+                remedy="point --project (or GANGWAY_PROJECT) at the service's checkout, or run "
+                "`gangway init --project DIR` there first",
+            )
+        return root
+    here = Path.cwd()
+    if (here / "deployments" / "service.toml").is_file():
+        return here.resolve()
+    return REPO_ROOT
+
+
+def deployments_dir(project: Path | None = None) -> Path:
+    """Where service.toml and the <env>.toml files live: $GANGWAY_DEPLOYMENTS, else the
+    project's deployments/."""
+    if os.environ.get("GANGWAY_DEPLOYMENTS"):
+        return Path(os.environ["GANGWAY_DEPLOYMENTS"]).resolve()
+    return (project or project_root()) / "deployments"
 
 
 def available_environments(directory: Path | None = None) -> list[str]:
@@ -528,10 +590,17 @@ def _resolve(value: str, lookup: dict[str, str], where: str) -> str:
     return SECRET_REF.sub(lambda m: lookup[m.group(1)], value)
 
 
-def load_config(env: str, directory: Path | None = None, root: Path | None = None) -> DeployConfig:
-    """Read, merge and validate the configuration of one environment, or raise ConfigError."""
-    directory = directory or deployments_dir()
-    root = root or REPO_ROOT
+def load_config(
+    env: str,
+    directory: Path | None = None,
+    root: Path | None = None,
+    project: str | Path | None = None,
+) -> DeployConfig:
+    """Read, merge and validate the configuration of one environment, or raise ConfigError.
+
+    project: the service checkout (see project_root); root and directory default from it."""
+    root = root or project_root(project)
+    directory = directory or deployments_dir(root)
     if not ENV_NAME.fullmatch(env):
         raise ConfigError(
             f"environment name {env!r} is not valid",
@@ -684,15 +753,19 @@ def _finish(raw: DeploySettings, env: str, root: Path) -> DeployConfig:
             )
         earlier.add(case.name)
 
-    pw_var = raw.environment.database.password_env
-    if pw_var not in lookup:
-        raise ConfigError(
-            f"the database password variable {pw_var} is not set",
-            expected=f"{pw_var} in the environment",
-            found="not set",
-            remedy=f"export {pw_var}=... (for the rehearsal stack run `make stack`, which writes "
-            f"it to {gangway_home() / 'stack.env'})",
-        )
+    _declared_storage(raw, root, env)
+    password: SecretStr | None = None
+    if raw.environment.database is not None:
+        pw_var = raw.environment.database.password_env
+        if pw_var not in lookup:
+            raise ConfigError(
+                f"the database password variable {pw_var} is not set",
+                expected=f"{pw_var} in the environment",
+                found="not set",
+                remedy=f"export {pw_var}=... (for the rehearsal stack run `make stack`, which "
+                f"writes it to {gangway_home() / 'stack.env'})",
+            )
+        password = SecretStr(lookup[pw_var])
     return DeployConfig(
         root=root,
         service=raw.service,
@@ -700,5 +773,55 @@ def _finish(raw: DeploySettings, env: str, root: Path) -> DeployConfig:
         functions=functions,
         tables=raw.tables,
         smoke=raw.smoke,
-        db_password=SecretStr(lookup[pw_var]),
+        db_password=password,
     )
+
+
+def _declared_storage(raw: DeploySettings, root: Path, env: str) -> None:
+    """What needs a database or a bucket is declared with one; a declared migrations folder
+    exists. Nothing is assumed: a missing piece is named here, before any side effect."""
+    migrations = raw.service.migrations
+    if migrations is not None:
+        folder = (root / migrations).resolve()
+        if not (folder / "env.py").is_file() or not (folder / "versions").is_dir():
+            raise ConfigError(
+                f"service.migrations = {str(migrations)!r} is not an alembic folder",
+                expected=f"{folder} with env.py and versions/",
+                found="no such folder" if not folder.exists() else "no env.py or versions/ in it",
+                remedy="fix service.migrations (relative to the project "
+                f"{root}), or remove it if the service has no migrations",
+            )
+    needs_db = []
+    if migrations is not None:
+        needs_db.append("service.migrations")
+    if raw.tables:
+        needs_db.append("[[tables]]")
+    needs_db += [
+        f"smoke case {c.name!r} ground_truth.row"
+        for c in raw.smoke
+        if c.ground_truth is not None and c.ground_truth.row is not None
+    ]
+    if needs_db and raw.environment.database is None:
+        raise ConfigError(
+            f"{', '.join(needs_db)} need a database, and {env}.toml declares none",
+            expected="[environment.database] (host, name, user, password_env)",
+            found="no [environment.database]",
+            remedy=f"declare [environment.database] in {env}.toml, or remove "
+            f"{needs_db[0]} if the service keeps no data in MySQL",
+        )
+    if raw.environment.bucket is None:
+        bucketless = [
+            c.name
+            for c in raw.smoke
+            if c.ground_truth is not None
+            and c.ground_truth.object is not None
+            and c.ground_truth.object.bucket is None
+        ]
+        if bucketless:
+            raise ConfigError(
+                f"smoke case {bucketless[0]!r} checks an object in the environment's bucket, "
+                f"and {env}.toml declares none",
+                expected="environment.bucket, or ground_truth.object.bucket on the case",
+                found="no bucket",
+                remedy=f"set environment.bucket in {env}.toml, or name the bucket on the case",
+            )

@@ -124,6 +124,31 @@ class DeployPlan:
     steps: tuple[PlannedStep, ...] = field(default=())
     promoted_image: str = ""
     reusable_image: str = ""
+    # Gates this service does not have, each with why (it declares no database, no ground
+    # truth...): printed in the dry run and noted on the record, never silently missing.
+    absent: tuple[tuple[str, str], ...] = ()
+    # The strongest evidence the plan's gates can reach after traffic moves.
+    evidence: str = "content"
+
+
+def absent_gates(config: DeployConfig) -> list[tuple[str, str]]:
+    """The gates a deploy of this service will not run, and the declaration that says so."""
+    missing: list[tuple[str, str]] = []
+    if config.environment.database is None:
+        for kind in (StepKind.MIGRATION_LINT, StepKind.MIGRATE, StepKind.MIGRATION_APPLIED,
+                     StepKind.VERIFY_COLUMNS):
+            missing.append((kind.value, "no [environment.database] declared"))
+    else:
+        if config.migrations_dir is None:
+            for kind in (StepKind.MIGRATION_LINT, StepKind.MIGRATE, StepKind.MIGRATION_APPLIED):
+                missing.append((kind.value, "no service.migrations declared"))
+        if not config.tables:
+            missing.append((StepKind.VERIFY_COLUMNS.value, "no [[tables]] declared"))
+    if not config.has_ground_truth:
+        missing.append(
+            (StepKind.GROUND_TRUTH.value, "no smoke case declares ground_truth")
+        )
+    return missing
 
 
 def make_plan(
@@ -167,6 +192,8 @@ def make_plan(
             timeout_s=1200,
         )
     already = promoted_image or reusable_image
+    absent = absent_gates(config)
+    skipped = {name for name, _ in absent}
     steps = [
         image_step,
         PlannedStep(
@@ -263,6 +290,7 @@ def make_plan(
             retries=2,
         ),
     ]
+    steps = [s for s in steps if s.name not in skipped]
     if traffic.is_canary:
         policy = config.environment.deploy
         steps += [
@@ -302,6 +330,8 @@ def make_plan(
         steps=tuple(steps),
         promoted_image=promoted_image,
         reusable_image=reusable_image,
+        absent=tuple(absent),
+        evidence="ground-truth" if config.has_ground_truth else "observability",
     )
 
 
@@ -315,8 +345,11 @@ def render_plan(plan: DeployPlan) -> str:
         + (" (promoted, no rebuild)" if plan.promoted_image else "")
         + (" (already pushed, no rebuild)" if plan.reusable_image else ""),
         f"  schema   {plan.schema_current or 'base'} → {plan.schema_head}"
-        f" ({len(plan.pending_migrations)} pending)",
+        f" ({len(plan.pending_migrations)} pending)"
+        if any(s.kind is StepKind.MIGRATE for s in plan.steps)
+        else "  schema   (no migrations in this service's plan)",
         f"  traffic  {plan.traffic.describe()}",
+        f"  evidence up to {plan.evidence}",
         "",
     ]
     steps = table(
@@ -330,4 +363,9 @@ def render_plan(plan: DeployPlan) -> str:
         ("function", "alias", "now", "after"),
         [(f.name, f.alias, f.current_version or "-", "new version") for f in plan.functions],
     )
-    return "\n".join(head) + steps + "\n\n" + moves
+    out = "\n".join(head) + steps + "\n\n" + moves
+    if plan.absent:
+        out += "\n\nnot in this service's plan:\n" + "\n".join(
+            f"  {name}: {why}" for name, why in plan.absent
+        )
+    return out

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from gangway.evidence import GateResult
 
@@ -63,11 +63,18 @@ def _user() -> str:
         return str(os.getuid())
 
 
+# Gates that judge the new version itself after traffic moved (log scans are per function).
+NEW_VERSION_GATES = frozenset({"smoke", "log scan", "ground truth", "bake"})
+
+
 class DeployRecord(BaseModel):
     """The artifact chain of one deploy: SHA → digest → versions → schema → gate evidence."""
 
     deploy_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     kind: str = "deploy"
+    # The service (service.name) deployed: several services share a ledger and an
+    # environment's name. Empty on records written before services were named.
+    service: str = ""
     env: str
     commit_sha: str
     dirty: bool = False
@@ -88,6 +95,19 @@ class DeployRecord(BaseModel):
     flow_run_id: str | None = None
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def evidence(self) -> str:
+        """The strongest evidence about the new version that passed: what a success proved
+        (ground-truth > observability > content); "none" before any such gate passed."""
+        order = ["content", "observability", "ground-truth"]
+        reached = [
+            order.index(str(g.strength))
+            for g in self.gates
+            if g.gate in NEW_VERSION_GATES and g.status.value == "passed"
+        ]
+        return order[max(reached)] if reached else "none"
 
 
 class EventKind(StrEnum):

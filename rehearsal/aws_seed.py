@@ -72,11 +72,16 @@ def _function(lam: Any, fn: ResolvedFunction, role: str, image_uri: str) -> None
     except ClientError as exc:
         if _code(exc) != "ResourceNotFoundException":
             raise
+    # The command override only where the configuration says the infrastructure sets one (one
+    # image serving several handlers): an override nobody declared would hide a wrong CMD.
+    image_config = (
+        {"ImageConfig": {"Command": [fn.spec.handler]}} if fn.spec.command_override else {}
+    )
     lam.create_function(
         FunctionName=fn.name,
         PackageType="Image",
         Code={"ImageUri": image_uri},
-        ImageConfig={"Command": [fn.spec.handler]},
+        **image_config,
         Role=role,
         Timeout=fn.spec.timeout,
         MemorySize=fn.spec.memory,
@@ -107,17 +112,26 @@ def _log_group(logs: Any, name: str) -> None:
             raise
 
 
-def seed_environment(config: DeployConfig, bootstrap_image_uri: str) -> None:
-    """Make the role, bucket, functions, alias and log groups of one environment exist."""
+def seed_environment(config: DeployConfig, bootstrap_image_uri: str) -> list[str]:
+    """Make the role, bucket, functions, alias and log groups of one environment exist;
+    returns what it made sure of, in words."""
     env = config.environment
     clients = _clients(config)
+    done = []
     try:
         role = _role(clients["iam"], f"{config.service.name}-{env.name}-lambda")
-        _bucket(clients["s3"], env.bucket, env.aws.region)
+        if env.bucket is not None:
+            _bucket(clients["s3"], env.bucket, env.aws.region)
+            done.append(f"bucket {env.bucket}")
         for fn in config.functions.values():
             _function(clients["lambda"], fn, role, bootstrap_image_uri)
             _alias(clients["lambda"], fn.name, env.alias)
             _log_group(clients["logs"], f"/aws/lambda/{fn.name}")
+            done.append(
+                f"function {fn.name} (alias {env.alias}, log group; "
+                + ("command override" if fn.spec.command_override else "the image's CMD")
+                + ")"
+            )
     except (ClientError, BotoCoreError, WaiterError) as exc:
         found = str(exc)
         for secret in config.secret_values():  # function env values must never be shown
@@ -130,3 +144,4 @@ def seed_environment(config: DeployConfig, bootstrap_image_uri: str) -> None:
             remedy="check the bridge (`gangway stack status`), or restart it "
             "(`gangway stack down && gangway stack up`)",
         ) from exc
+    return done

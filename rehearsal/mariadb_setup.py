@@ -46,6 +46,8 @@ class DatabasePlan:
     host: str
     port: int
     secret_vars: tuple[str, ...]
+    # False for a service that declares no [environment.database]: nothing is created for it.
+    declared: bool = True
 
     @property
     def local(self) -> bool:
@@ -100,6 +102,7 @@ def database_plan(env: str, directory: Path | None = None) -> DatabasePlan:
                 remedy=f"fix {path}",
             ) from exc
     service = str(merged.get("service", {}).get("name", "daily-report")).replace("-", "_")
+    declared = "database" in merged.get("environment", {})
     db = merged.get("environment", {}).get("database", {})
     key = _env_key(env)
     name = str(db.get("name", f"{service}_{env}"))
@@ -113,7 +116,9 @@ def database_plan(env: str, directory: Path | None = None) -> DatabasePlan:
                 found=repr(value),
                 remedy=f"fix environment.database in {env}.toml",
             )
-    wanted = [password_env, f"GANGWAY_{key}_TELEGRAM_TOKEN", f"GANGWAY_{key}_LINE_SECRET"]
+    # Only what the configuration declares: the database password when it has a database, and
+    # every ${VAR} it references. Nothing is invented for a service that does not ask for it.
+    wanted = [password_env] if declared else []
     wanted += _refs(merged)
     return DatabasePlan(
         env=env,
@@ -123,6 +128,7 @@ def database_plan(env: str, directory: Path | None = None) -> DatabasePlan:
         host=str(db.get("host", LOOPBACK)),
         port=int(db.get("port", ports().mysql)),
         secret_vars=tuple(dict.fromkeys(wanted)),
+        declared=declared,
     )
 
 
@@ -259,14 +265,18 @@ def _check_login(plan: DatabasePlan, password: str) -> None:
         ) from exc
 
 
-def ensure_databases(envs: list[str] | None = None, home: Path | None = None) -> list[str]:
-    """Create/update each env's database, user and password; returns the databases set up."""
+def ensure_databases(
+    envs: list[str] | None = None, home: Path | None = None, directory: Path | None = None
+) -> list[str]:
+    """Create/update each env's database, user and password; returns the databases set up.
+
+    directory: the deployments/ folder of the service (default: the current project's)."""
     import pymysql
 
-    envs = envs if envs is not None else available_environments()
-    plans = [database_plan(env) for env in envs]
+    envs = envs if envs is not None else available_environments(directory)
+    plans = [database_plan(env, directory) for env in envs]
     values = ensure_stack_env(plans, home)
-    local = [plan for plan in plans if plan.local]
+    local = [plan for plan in plans if plan.declared and plan.local]
     if not local:
         return []
     conn = _admin_connection()

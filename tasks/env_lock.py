@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -185,14 +186,41 @@ def _acquire(conn: sa.Connection, name: str, timeout_s: int) -> bool:
             return False
 
 
+class HeldLock(Protocol):
+    """What a deploy needs of the lock it holds, whichever store holds it."""
+
+    name: str
+
+    @property
+    def lost(self) -> LockLoss | None: ...
+
+    def verify(self) -> None: ...
+
+
 @contextmanager
 def deploy_lock(
     config: DeployConfig, timeout_s: int, describe_holder: Callable[[], str]
-) -> Iterator[DeployLock]:
+) -> Iterator[HeldLock]:
     """Hold the environment's deploy lock, waiting at most timeout_s for it; yields the fence.
 
-    Leaving never raises over a lost lock: ``DeployLock.lost`` says when and why it went.
+    A MySQL named lock on the environment's database; a service without a database holds a
+    lease in the ledger store instead (tasks/lease_lock.py). Leaving never raises over a lost
+    lock: ``lost`` says when and why it went.
     """
+    if config.environment.database is None:
+        from tasks.lease_lock import lease_lock  # it builds on this module's errors
+
+        with lease_lock(config, timeout_s, describe_holder) as lease:
+            yield lease
+        return
+    with _named_lock(config, timeout_s, describe_holder) as lock:
+        yield lock
+
+
+@contextmanager
+def _named_lock(
+    config: DeployConfig, timeout_s: int, describe_holder: Callable[[], str]
+) -> Iterator[DeployLock]:
     name = lock_name(config, "deploy")
     engine = _engine(config)
     try:

@@ -269,15 +269,23 @@ class Ledger:
         ids = sa.select(EVENTS.c.deploy_id).where(EVENTS.c.image_digest == digest)
         return self._records(EVENTS.c.deploy_id.in_(ids), limit)
 
-    def recent(self, env: str | None = None, limit: int = 20) -> list[DeployRecord]:
-        """The newest records (of one environment), newest first."""
-        return self._records(EVENTS.c.env == env if env else sa.true(), limit)
+    def recent(
+        self, env: str | None = None, limit: int = 20, service: str | None = None
+    ) -> list[DeployRecord]:
+        """The newest records (of one environment, of one service), newest first."""
+        found = self._records(EVENTS.c.env == env if env else sa.true(), limit)
+        return [r for r in found if of_service(r, service)]
 
-    def running(self, env: str) -> list[DeployRecord]:
+    def running(self, env: str, service: str | None = None) -> list[DeployRecord]:
         """Attempts on env not yet settled (a live deploy, or one that was killed)."""
         settled = sa.select(EVENTS.c.deploy_id).where(EVENTS.c.kind.in_(SETTLING))
         found = self._records(sa.and_(EVENTS.c.env == env, EVENTS.c.deploy_id.not_in(settled)), 20)
-        return [r for r in found if r.outcome is Outcome.RUNNING]
+        return [r for r in found if r.outcome is Outcome.RUNNING and of_service(r, service)]
+
+
+def of_service(record: DeployRecord, service: str | None) -> bool:
+    """True when record belongs to service (None: any); unnamed old records belong to all."""
+    return service is None or record.service in ("", service)
 
 
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:

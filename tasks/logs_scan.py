@@ -403,7 +403,10 @@ def _checks(
     request_ids: Sequence[str],
     secrets: list[str],
     wait_s: float,
+    app_logs: str | None = None,
 ) -> list[Check]:
+    """The log scan's checks; app_logs names the function key that declares it writes no
+    application lines (functions.KEY.app_logs = false), None when it must write some."""
     where = f"{group} streams [{version}]"
     checks = [
         Check(
@@ -426,7 +429,16 @@ def _checks(
             remedy=""
             if summary.app_lines
             else "the handler logged nothing: its logger level or handler was lost (a rollback "
-            "trigger); log at INFO what each invocation did",
+            "trigger); log at INFO what each invocation did, or declare "
+            "functions.<key>.app_logs = false if it never logs by design",
+        )
+        if app_logs is None
+        else Check(
+            name="application log lines",
+            ok=True,
+            expected=f"none required (functions.{app_logs}.app_logs = false: it logs nothing "
+            "by design)",
+            found=f"{summary.app_lines} application lines of {summary.events} events",
         ),
     ]
     for kind, (name, expected, remedy) in ERROR_CHECKS.items():
@@ -494,7 +506,12 @@ def scan_logs(
             )
         ]
     else:
-        checks = _checks(summary, exists, group, version, request_ids, secrets, wait_s)
+        quiet = next(
+            (k for k, fn in config.functions.items()
+             if fn.name == function_name and not fn.spec.app_logs),
+            None,
+        )
+        checks = _checks(summary, exists, group, version, request_ids, secrets, wait_s, quiet)
         evidence = {
             "events": summary.events,
             "app_lines": summary.app_lines,

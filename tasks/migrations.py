@@ -351,7 +351,7 @@ def _applied_ids(plan: MigrationPlan, current: str | None) -> set[str]:
 
 def lock_name(config: DeployConfig, purpose: str) -> str:
     """A MySQL named-lock name (max 64 chars) for one purpose on this environment's database."""
-    return f"gangway:{purpose}:{config.environment.database.name}"[:64]
+    return f"gangway:{purpose}:{config.database.name}"[:64]
 
 
 def migrate(config: DeployConfig, lock_timeout_s: int = LOCK_TIMEOUT_S) -> MigrationResult:

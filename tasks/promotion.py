@@ -18,7 +18,7 @@ from gangway.errors import ConfigError, RegistryError
 from gangway.record import Outcome
 from tasks.docker_engine import pull_by_digest
 from tasks.image_build import BuiltImage
-from tasks.ledger import Ledger
+from tasks.ledger import Ledger, of_service
 from tasks.registry import PushedImage, RegistryClient
 from tasks.source import SourceRevision
 
@@ -33,9 +33,10 @@ class ValidatedImage:
     env: str
 
 
-def find_validated(ledger: Ledger, commit_sha: str) -> ValidatedImage:
-    """The newest digest a succeeded, clean deploy of commit_sha recorded, or ConfigError."""
-    records = ledger.by_sha(commit_sha)
+def find_validated(ledger: Ledger, commit_sha: str, service: str | None = None) -> ValidatedImage:
+    """The newest digest a succeeded, clean deploy of commit_sha (of service) recorded, or
+    ConfigError."""
+    records = [r for r in ledger.by_sha(commit_sha) if of_service(r, service)]
     for record in records:
         if record.outcome is Outcome.SUCCEEDED and record.image_digest and not record.dirty:
             return ValidatedImage(

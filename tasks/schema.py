@@ -40,7 +40,7 @@ def engine(config: DeployConfig) -> sa.Engine:
 
 
 def db_error(config: DeployConfig, exc: SQLAlchemyError, doing: str) -> DatabaseError:
-    db = config.environment.database
+    db = config.database
     orig = getattr(exc, "orig", exc)
     found = f"{type(orig).__name__}: {orig}"
     for secret in config.secret_values():
@@ -108,7 +108,7 @@ def columns(config: DeployConfig, table: str) -> dict[str, Column]:
     try:
         with engine(config).connect() as conn:
             rows = conn.execute(
-                query, {"schema": config.environment.database.name, "table": table}
+                query, {"schema": config.database.name, "table": table}
             ).all()
     except SQLAlchemyError as exc:
         raise db_error(config, exc, f"reading the columns of {table}") from exc
