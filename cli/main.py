@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from cli.init import add_arguments, run_init, stdin_ask
 from gangway import interrupts
 from gangway.config import (
     apply_env_file,
@@ -316,6 +317,10 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _init(args: argparse.Namespace) -> int:
+    return run_init(args, stdin_ask())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one sub-command per job."""
     try:
@@ -387,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="stack up, then the whole rehearsal for one environment")
     p.add_argument("--env", default="dev")
     p.set_defaults(run=_demo)
+
+    p = sub.add_parser("init", help="write a starting deployments/ for a service (SAM or answers)")
+    add_arguments(p)
+    p.set_defaults(run=_init)
     return parser
 
 

@@ -294,16 +294,19 @@ class GroundTruth(Strict):
 class SmokeCase(Strict):
     """One smoke invoke of a function and what its response and ground truth must show.
 
-    ``event`` may contain ``{correlation_id}``; ``status_code`` applies to proxy-style
-    responses (``{"statusCode": …, "body": …}``); ``expect`` compares top-level response
-    fields (or body fields for proxy responses) with values. Cases of different functions
-    run concurrently; ``after`` names earlier cases (of other functions) whose effects this
-    one reads, so it starts only once they have finished.
+    ``event`` (or the JSON file ``event_file``) may contain ``{correlation_id}``;
+    ``status_code`` applies to proxy-style responses (``{"statusCode": …, "body": …}``);
+    ``expect`` compares top-level response fields (or body fields for proxy responses) with
+    values. Cases of different functions run concurrently; ``after`` names earlier cases (of
+    other functions) whose effects this one reads, so it starts only once they have finished.
     """
 
     name: str
     function: str
     event: dict[str, Any] = Field(default_factory=dict)
+    # A JSON file (relative to the project root) holding the event, instead of ``event``: read
+    # once during validation into ``event``, so JSON nulls reach the invoke as nulls.
+    event_file: str | None = None
     expect_fields: tuple[str, ...] = ()
     expect: dict[str, Any] = Field(default_factory=dict)
     status_code: int | None = None
@@ -696,6 +699,78 @@ def _function_name(key: str, name: str, explicit: bool, region: str) -> str:
     )
 
 
+MAX_EVENT_BYTES = 256 * 1024  # Lambda's limit for an asynchronous invoke's payload
+_JSON_KINDS: dict[type, str] = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def _with_event_file(case: SmokeCase, root: Path) -> SmokeCase:
+    """The case with its event_file read into ``event`` (a JSON object), or ConfigError."""
+    if case.event_file is None:
+        return case
+    where = f"smoke case {case.name!r}: event_file {case.event_file!r}"
+    if "event" in case.model_fields_set:
+        raise ConfigError(
+            f"smoke case {case.name!r} sets both event and event_file",
+            expected="one of event (inline TOML) or event_file (a JSON file)",
+            found=f"event and event_file = {case.event_file!r}",
+            remedy="remove one of the two from the case",
+        )
+    path = (root / case.event_file).resolve()
+    base = root.resolve()
+    setting = f"smoke.event_file of {case.name!r} (relative to the project root {base})"
+    if not path.is_relative_to(base):
+        raise ConfigError(
+            f"{where} is outside the project",
+            expected=f"a JSON file inside {base}",
+            found=str(path),
+            remedy=f"point {setting} at a file inside the project",
+        )
+    if not path.is_file():
+        raise ConfigError(
+            f"{where} does not exist",
+            expected=f"a JSON file at {path}",
+            found="no such file",
+            remedy=f"create {path}, or fix {setting}",
+        )
+    size = path.stat().st_size
+    if size > MAX_EVENT_BYTES:
+        raise ConfigError(
+            f"{where} is too large for an invoke payload",
+            expected=f"at most {MAX_EVENT_BYTES} bytes (256 KiB)",
+            found=f"{size} bytes in {path}",
+            remedy=f"trim the event in {path.name}, or point {setting} at a smaller one",
+        )
+
+    def not_json(constant: str) -> Any:
+        # NaN/Infinity are Python's extension, not JSON: no other consumer would read them.
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        event = json.loads(path.read_bytes(), parse_constant=not_json)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{where} is not valid JSON",
+            expected="a JSON object (RFC 8259, UTF-8)",
+            found=f"{exc} in {path}",
+            remedy=f"fix the JSON in {path}, or point {setting} at another file",
+        ) from exc
+    if not isinstance(event, dict):
+        raise ConfigError(
+            f"{where} does not hold a JSON object",
+            expected="a JSON object ({...}) as the event",
+            found=f"a JSON {_JSON_KINDS.get(type(event), 'value')} in {path}",
+            remedy=f"make {path.name} one JSON object, or point {setting} at another file",
+        )
+    return case.model_copy(update={"event": event})
+
+
 def _finish(raw: DeploySettings, env: str, root: Path) -> DeployConfig:
     if raw.environment.name != env:
         raise ConfigError(
@@ -704,6 +779,7 @@ def _finish(raw: DeploySettings, env: str, root: Path) -> DeployConfig:
             found=repr(raw.environment.name),
             remedy=f"set environment.name = {env!r} in {env}.toml",
         )
+    raw = raw.model_copy(update={"smoke": tuple(_with_event_file(c, root) for c in raw.smoke)})
     lookup = secret_lookup()
     functions: dict[str, ResolvedFunction] = {}
     for key, spec in raw.functions.items():
