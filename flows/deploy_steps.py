@@ -126,13 +126,15 @@ def pull(run: Run) -> Done:
 
 
 def image_gate(run: Run) -> GateResult:
-    """Import every handler inside the image, with the functions' deployed environment."""
+    """Import inside the image the handler each function will really run (its ImageConfig
+    command, else the image's CMD), with the functions' deployed environment."""
     assert run.built is not None
     env = {
         key: {name: value.get_secret_value() for name, value in fn.env.items()}
         for key, fn in run.observed.live.items()
     }
-    return step_calls.gate_image(run.config, run.built, env)
+    image_configs = {key: dict(fn.image_config) for key, fn in run.observed.live.items()}
+    return step_calls.gate_image(run.config, run.built, env, image_configs)
 
 
 def push(run: Run) -> Done:

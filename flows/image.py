@@ -33,7 +33,11 @@ class ImageOutcome:
 @flow(name="build-and-gate", log_prints=True)
 def build_and_gate(env: str, push_image: bool = True, project: str | None = None) -> ImageOutcome:
     """Build the service image (of the checkout at project), import every handler inside it,
-    then push it by digest."""
+    then push it by digest.
+
+    No AWS reads here: functions with functions.X.command_override run their handler through
+    the override a deploy's gate reads and checks; every other function is judged against the
+    image's CMD."""
     # The same revision a deploy would record: a build input outside the repository makes
     # it dirty, so an image built from it is never tagged or pushed as a clean commit.
     config, revision = resolve_source(load_config(env, project=project), None)

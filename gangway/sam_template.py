@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from gangway.dockerfile import last_stage_cmd
 from gangway.errors import ConfigError
 
 MAX_TEMPLATE_BYTES = 1 << 20  # CloudFormation's own limit for a template body (from S3)
@@ -216,63 +217,14 @@ def _variables(props: dict[str, Any]) -> dict[str, Any]:
     return {str(k): v for k, v in variables.items()} if isinstance(variables, dict) else {}
 
 
-def _instructions(text: str) -> list[tuple[int, str, str]]:
-    """(line, INSTRUCTION, arguments) of a Dockerfile, continuation lines joined."""
-    found: list[tuple[int, str, str]] = []
-    pending: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if pending and line.startswith("#"):
-            continue  # a comment inside a continued instruction is dropped by Docker too
-        if not pending:
-            start = number
-        if line.endswith("\\"):
-            pending.append(line[:-1])
-            continue
-        pending.append(line)
-        joined = " ".join(part.strip() for part in pending).strip()
-        pending = []
-        word, _, rest = joined.partition(" ")
-        found.append((start, word.upper(), rest.strip()))
-    return found
-
-
 def dockerfile_cmd(text: str) -> DockerCmd | None:
     """The first CMD argument the final stage runs (inherited from an earlier stage it builds
     FROM), or None when the Dockerfile sets none (the base image's CMD applies)."""
-    stages: list[tuple[str | None, str, DockerCmd | None]] = []  # (alias, base, CMD)
-    for line, word, rest in _instructions(text):
-        if word == "FROM":
-            parts = [p for p in rest.split() if not p.startswith("--")]
-            alias = parts[2].lower() if len(parts) >= 3 and parts[1].lower() == "as" else None
-            stages.append((alias, parts[0].lower() if parts else "", None))
-        elif word == "CMD" and stages:
-            alias, base, _ = stages[-1]
-            stages[-1] = (alias, base, _parse_cmd(rest, line))
-    while stages:
-        alias, base, cmd = stages.pop()
-        if cmd is not None:
-            return cmd
-        # FROM an earlier stage inherits its CMD; FROM an image, its CMD is unknown here.
-        earlier = [i for i, stage in enumerate(stages) if stage[0] == base]
-        if not earlier:
-            return None
-        del stages[earlier[-1] + 1 :]
-    return None
-
-
-def _parse_cmd(rest: str, line: int) -> DockerCmd | None:
-    if rest.startswith("["):
-        try:
-            argv = json.loads(rest)
-        except ValueError:
-            argv = None
-        if isinstance(argv, list):
-            first = argv[0] if argv else None
-            return DockerCmd(first, line, False) if isinstance(first, str) else None
-        # Docker runs a malformed exec form as a shell command.
-    tokens = rest.split()
-    return DockerCmd(tokens[0], line, True) if tokens else None
+    found = last_stage_cmd(text)
+    if found.line is None or not found.command:
+        return None
+    if not found.json_form:
+        # Shell form: the first word the shell would run, which is what a reader means.
+        words = found.command[-1].split()
+        return DockerCmd(words[0], found.line, True) if words else None
+    return DockerCmd(found.command[0], found.line, False)

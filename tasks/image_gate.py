@@ -1,16 +1,19 @@
 """The code → runtime boundary, proven inside the built image before anything is pushed.
 
-One container imports every handler the functions point at (module AND attribute), with each
-function's configured environment and again without it, and reports the working directory,
-Python version and CPU architecture. The incidents this catches: a handler module missing
-from the image (the seven-day `handle_webhook` outage), a missing COPY, a start-up that does
-not validate its settings.
+One container imports the handler each function will really run (its ImageConfig.Command,
+else the image's CMD: tasks/effective_handler.py), module AND attribute, with each function's
+configured environment and again without it, and reports the working directory, Python
+version and CPU architecture; a handler that differs from configuration's blocks. The
+incidents this catches: a handler module missing from the image (the seven-day
+`handle_webhook` outage), a missing COPY, a start-up that does not validate its settings, a
+CMD that names another handler.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,13 @@ from gangway.config import DeployConfig, ResolvedFunction
 from gangway.errors import DockerError
 from gangway.evidence import Check, GateResult, Strength
 from gangway.redact import scrub
+from tasks.effective_handler import (
+    HandlerSource,
+    entrypoint_check,
+    handler_check,
+    image_cmd,
+    resolve,
+)
 
 PROBE_SOURCE = (Path(__file__).with_name("image_probe.py")).read_text()
 MARKER = "GANGWAY_PROBE_RESULT "
@@ -38,12 +48,21 @@ def run_probe(
     *,
     import_timeout_s: int = 10,
     container_timeout_s: int = 120,
+    handlers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run the probe in ONE container of image for the given functions; return its raw report."""
+    """Run the probe in ONE container of image for the given functions; return its raw report.
+
+    handlers: the handler to import per function key (default: configuration's).
+    """
     spec = {
         "timeout": import_timeout_s,
         "handlers": [
-            {"key": fn.key, "handler": fn.spec.handler, "env": fn.env_plain()} for fn in functions
+            {
+                "key": fn.key,
+                "handler": (handlers or {}).get(fn.key, fn.spec.handler),
+                "env": fn.env_plain(),
+            }
+            for fn in functions
         ],
     }
     try:
@@ -96,8 +115,16 @@ def run_probe(
     )
 
 
-def evaluate(report: dict[str, Any], config: DeployConfig, image_arch: str) -> list[Check]:
-    """Turn the probe's report into checks against what each function declares."""
+def evaluate(
+    report: dict[str, Any],
+    config: DeployConfig,
+    image_arch: str,
+    sources: Mapping[str, HandlerSource] | None = None,
+) -> list[Check]:
+    """Turn the probe's report into checks against what each function declares.
+
+    sources: each function's effective handler (default: configuration's, imported as such).
+    """
     declared_python = config.service.build.python
     python_ok = report["python"].startswith(declared_python + ".")
     checks = [
@@ -118,7 +145,10 @@ def evaluate(report: dict[str, Any], config: DeployConfig, image_arch: str) -> l
     ]
     machine = MACHINE.get(report["machine"], report["machine"])
     for key, fn in config.functions.items():
-        outcome = report["functions"][key]
+        source = (sources or {}).get(key)
+        if source is not None:
+            checks.append(handler_check(fn, source))
+        outcome = report["functions"].get(key)
         wanted = fn.spec.architecture
         arch_ok = machine == wanted and MACHINE.get(image_arch) == wanted
         # Dependencies are vendored for the DECLARED runtime: when the image runs another
@@ -138,37 +168,59 @@ def evaluate(report: dict[str, Any], config: DeployConfig, image_arch: str) -> l
                 f"{key}.architecture",
             )
         )
-        checks.append(_import_check(key, fn, outcome["with_env"], "; ".join(mismatch)))
-        # Only meaningful once the handler imports; a missing module already failed above.
-        if fn.spec.required_env and outcome["with_env"]["imported"]:
+        if outcome is None:
+            continue  # nothing importable to run: the effective-handler check says so
+        checks.append(_import_check(key, fn, outcome["with_env"], "; ".join(mismatch), source))
+        # Only meaningful once the handler imports (a missing module already failed above),
+        # and for the declared handler: another one's start-up names other variables.
+        runs_declared = source is None or source.handler == fn.spec.handler
+        if fn.spec.required_env and outcome["with_env"]["imported"] and runs_declared:
             checks.append(_startup_check(key, fn, outcome["without_env"]))
     return checks
 
 
 def _import_check(
-    key: str, fn: ResolvedFunction, outcome: dict[str, Any], runtime_mismatch: str = ""
+    key: str,
+    fn: ResolvedFunction,
+    outcome: dict[str, Any],
+    runtime_mismatch: str = "",
+    source: HandlerSource | None = None,
 ) -> Check:
     """The handler imports; on failure the remedy names the likeliest cause.
 
     runtime_mismatch: why the image cannot load dependencies vendored for the declared
-    runtime (another Python or CPU), or "" when it matches.
+    runtime (another Python or CPU), or "" when it matches. source: where the imported
+    handler comes from (None: configuration's handler).
     """
-    name = f"import {key} ({fn.spec.handler})"
-    expected = f"module {fn.spec.module} imports and defines callable {fn.spec.attribute}"
+    handler = source.handler if source is not None and source.handler else fn.spec.handler
+    module, attribute = handler.rsplit(".", 1)
+    name = f"import {key} ({handler})"
+    expected = f"module {module} imports and defines callable {attribute}"
+    evidence = {"source": source.source} if source is not None else {}
     if outcome["imported"] and outcome["callable"]:
-        return Check(name=name, ok=True, expected=expected, found=f"ok ({outcome['module_file']})")
+        return Check(
+            name=name,
+            ok=True,
+            expected=expected,
+            found=f"ok ({outcome['module_file']})",
+            evidence=evidence,
+        )
     if outcome["imported"]:
         what = "is not callable" if outcome["attribute"] else "is missing"
+        setting = f"functions.{key}.handler"
+        if source is not None and handler != fn.spec.handler:
+            setting = f"the handler's source, {source.source}: {source.fix}"
         return Check(
             name=name,
             ok=False,
             expected=expected,
-            found=f"{fn.spec.module}.{fn.spec.attribute} {what} in the image",
-            remedy=f"define {fn.spec.attribute} in {fn.spec.module} or fix functions.{key}.handler",
+            found=f"{module}.{attribute} {what} in the image",
+            remedy=f"define {attribute} in {module} or fix {setting}",
+            evidence=evidence,
         )
     error = f"{outcome['error_type']}: {outcome['error']}"
-    if outcome["error_type"] == "ModuleNotFoundError" and fn.spec.module.split(".")[0] in error:
-        remedy = f"COPY the module {fn.spec.module} into the image's task root (Dockerfile)"
+    if outcome["error_type"] == "ModuleNotFoundError" and module.split(".")[0] in error:
+        remedy = f"COPY the module {module} into the image's task root (Dockerfile)"
     elif runtime_mismatch and outcome["error_type"] in ("ImportError", "ModuleNotFoundError"):
         remedy = (
             f"fix the runtime mismatch first ({runtime_mismatch}): the dependencies were "
@@ -177,14 +229,14 @@ def _import_check(
     elif "environment" in outcome["error"].lower() or "missing" in outcome["error"].lower():
         remedy = f"set the missing variables in the function's environment (functions.{key}.env)"
     else:
-        remedy = f"fix the import-time error of {fn.spec.module} (traceback in the gate evidence)"
+        remedy = f"fix the import-time error of {module} (traceback in the gate evidence)"
     return Check(
         name=name,
         ok=False,
         expected=expected,
         found=error,
         remedy=remedy,
-        evidence={"traceback": outcome.get("traceback", "")},
+        evidence={**evidence, "traceback": outcome.get("traceback", "")},
     )
 
 
@@ -228,15 +280,18 @@ def image_gate(
     config: DeployConfig,
     image: str,
     env: dict[str, dict[str, str]] | None = None,
+    image_configs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> GateResult:
-    """Gate the image: every function's handler imports inside it, as its function will run it.
+    """Gate the image: the handler each function will really run imports inside it, as its
+    function will run it, and is the one configuration declares.
 
     env: the functions' live environments (by function key) when known; the configured ones
-    otherwise.
+    otherwise. image_configs: the functions' live ImageConfig (by key; {} when none is set),
+    None when not read: then each function is judged against the image's CMD alone.
     """
     started = time.monotonic()
     try:
-        image_arch = client.images.get(image).attrs.get("Architecture", "unknown")
+        attrs = client.images.get(image).attrs
     except ImageNotFound as exc:
         raise DockerError(
             "the image to gate does not exist in the engine",
@@ -244,14 +299,24 @@ def image_gate(
             found="no such image",
             remedy="build the image first",
         ) from exc
+    image_arch = attrs.get("Architecture", "unknown")
+    cmd = image_cmd(config, attrs)
+    sources = resolve(config, cmd, image_configs)
     functions = [
         fn.model_copy(update={"env": {k: SecretStr(v) for k, v in env[key].items()}})
         if env and key in env
         else fn
         for key, fn in config.functions.items()
+        if sources[key].importable
     ]
-    report = run_probe(client, image, functions)
-    checks = scrub(evaluate(report, config, image_arch), config.secret_values())
+    handlers = {key: str(source.handler) for key, source in sources.items() if source.importable}
+    # With no importable handler at all the probe still reports the runtime's facts.
+    report = run_probe(client, image, functions, handlers=handlers)
+    checks = [
+        entrypoint_check(config, cmd, image_configs),
+        *evaluate(report, config, image_arch, sources),
+    ]
+    checks = scrub(checks, config.secret_values())
     return GateResult(
         gate="in-image import",
         boundary="process",

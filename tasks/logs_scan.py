@@ -333,7 +333,8 @@ ERROR_CHECKS = {
         "no runtime errors",
         "no Runtime.* error (import, handler, exit)",
         "the runtime could not load or run the handler: check the image's COPY lines and the "
-        "handler setting (the in-image import gate should have caught this)",
+        "handler Lambda runs (the function's ImageConfig.Command, else the image's CMD) against "
+        "the handler setting (the in-image import gate should have caught this)",
     ),
     "error": (
         "no error lines",

@@ -177,7 +177,7 @@ def _function_error_check(case: SmokeCase, function_error: str, payload_bytes: b
         ok=False,
         expected="no FunctionError",
         found=found,
-        remedy=_error_remedy(error_type, str(message or "")),
+        remedy=_error_remedy(error_type, str(message or ""), case.function),
         evidence={"stackTrace": [snippet(s) for s in (document.get("stackTrace") or [])[-3:]]},
     )
 
@@ -187,9 +187,12 @@ def _function_error_check(case: SmokeCase, function_error: str, payload_bytes: b
 DB_REFUSED = {"IntegrityError", "DataError"}
 # PyMySQL's refusal of a parameter type it cannot quote (a dict, a list): nothing was sent.
 DRIVER_REFUSED = "can not be used as parameter"
+# The runtime could not load the handler it was told to run: it comes from the function's
+# ImageConfig.Command or the image's CMD, not from gangway's configuration.
+RUN_HANDLER_ERRORS = {"Runtime.ImportModuleError", "Runtime.HandlerNotFound"}
 
 
-def _error_remedy(error_type: str, message: str = "") -> str:
+def _error_remedy(error_type: str, message: str = "", key: str = "<function>") -> str:
     if error_type in DB_REFUSED:
         return (
             "the database refused the row the handler wrote: make the code write what the data "
@@ -200,10 +203,17 @@ def _error_remedy(error_type: str, message: str = "") -> str:
             "the database driver refused a parameter: serialise it first (json.dumps for a "
             "json column) and keep the data contract's types"
         )
-    if error_type == "Runtime.ImportModuleError":
-        return "the handler's module is not importable in the image: check the Dockerfile COPY"
-    if error_type == "Runtime.HandlerNotFound":
-        return "the handler function is not in its module: check the function's handler setting"
+    if error_type in RUN_HANDLER_ERRORS:
+        what = (
+            "its module is not importable in the image (check the Dockerfile COPY too)"
+            if error_type == "Runtime.ImportModuleError"
+            else "the function is not in its module"
+        )
+        return (
+            f"the handler Lambda ran: {what}; Lambda runs the function's ImageConfig.Command "
+            "when set (infrastructure code), otherwise the image's CMD (the Dockerfile's last "
+            f"CMD line): make that name functions.{key}.handler"
+        )
     if error_type.startswith("Runtime."):
         return "the runtime could not run the handler: read the function's logs"
     return "fix the handler: read the stack trace and the function's logs for this request"

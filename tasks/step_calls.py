@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
@@ -69,10 +69,14 @@ def pull(pushed: PushedImage, revision: SourceRevision) -> BuiltImage:
 
 
 def gate_image(
-    config: DeployConfig, image: BuiltImage, env: dict[str, dict[str, str]] | None = None
+    config: DeployConfig,
+    image: BuiltImage,
+    env: dict[str, dict[str, str]] | None = None,
+    image_configs: dict[str, dict[str, Any]] | None = None,
 ) -> GateResult:
-    """Import every function's handler inside the built image (with the functions' env)."""
-    return image_gate(docker_client(), config, image.reference, env)
+    """Import inside the built image the handler each function will really run (with the
+    functions' env); image_configs: their live ImageConfig, None when not read."""
+    return image_gate(docker_client(), config, image.reference, env, image_configs)
 
 
 def push(config: DeployConfig, image: BuiltImage) -> PushedImage:

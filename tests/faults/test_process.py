@@ -197,3 +197,35 @@ def test_image_python_differs_from_the_declared_runtime_blocks(
         for c in imports
     ), imports
     assert record.image_digest is None
+
+
+@pytest.mark.fault("image CMD wrong for a function without a command override", group="process")
+def test_image_cmd_wrong_for_a_function_without_command_override_blocks(fault: FaultRun) -> None:
+    # The image's CMD names app.api.handler (one image, seven functions): a function whose
+    # command override was dropped would run the api handler. Only smoke caught this before.
+    fn = fault.config.functions["ticker_fetcher"]
+    lam = client(fault.config, "lambda")
+    image_config = lam.get_function_configuration(FunctionName=fn.name)["ImageConfigResponse"][
+        "ImageConfig"
+    ]
+    assert image_config.get("Command") == [fn.spec.handler], "the row starts from an override"
+    lam.update_function_configuration(FunctionName=fn.name, ImageConfig={})
+    lam.get_waiter("function_updated_v2").wait(FunctionName=fn.name)
+    try:
+        attempt = fault.deploy()
+    finally:
+        lam.update_function_configuration(FunctionName=fn.name, ImageConfig=image_config)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=fn.name)
+    record = fault.blocked(
+        attempt,
+        step=GATE,
+        boundary="process",
+        says=(
+            "effective handler ticker_fetcher",
+            "app.api.handler from the image's CMD (service/Dockerfile:",
+            'set CMD ["app.ticker_fetcher.handler"] at service/Dockerfile:',
+            f'set ImageConfig.Command = ["app.ticker_fetcher.handler"] on function {fn.name}',
+        ),
+    )
+    # Only the function that lost its override: the other six run their declared handler.
+    assert [c["name"] for c in record.trigger["checks"]] == ["effective handler ticker_fetcher"]
