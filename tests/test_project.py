@@ -335,3 +335,79 @@ def test_a_worker_run_deploys_the_project_it_is_given(seeded: Path) -> None:
     assert [(r.service, r.commit_sha, r.outcome) for r in fresh] == [
         (SERVICE, head, Outcome.SUCCEEDED)
     ]
+
+
+@pytest.mark.stack
+def test_seeding_invents_nothing_the_service_does_not_declare(
+    stack: object, tmp_path: Path
+) -> None:
+    """A new environment of a service without a database: seeding generates exactly the
+    secret its configuration references, no database password and none of the reference
+    service's secrets, and sets no command override."""
+    from rehearsal.mariadb_setup import read_stack_env
+
+    repo = make_service(tmp_path / "svc")
+    qa = DEV_TOML.replace('name = "dev"', 'name = "qa"').replace(
+        'TZ = "UTC"', 'TZ = "UTC"\nAPI_TOKEN = "${GANGWAY_QA_API_TOKEN}"'
+    )
+    (repo / "deployments" / "qa.toml").write_text(qa)
+    before = read_stack_env()
+    done = gangway("stack", "seed", "--project", str(repo), "--env", "qa")
+    assert done.returncode == 0, explain(done)
+    added = set(read_stack_env()) - set(before)
+    assert added <= {"GANGWAY_QA_API_TOKEN"}, added
+    assert "GANGWAY_QA_API_TOKEN" in read_stack_env()
+    config = load_config("qa", project=repo)
+    live = lambda_read.describe_functions(config)[KEY]
+    assert not live.image_config.get("Command"), live.image_config
+
+
+@pytest.mark.stack
+def test_a_killed_deploy_of_a_service_without_a_database_is_recovered(seeded: Path) -> None:
+    """The lease outlives its killed holder by at most its expiry; the next deploy of the
+    same service waits for it, restores the alias the killed deploy moved, and closes it."""
+    import signal
+
+    from tasks.lease_lock import LEASE_TTL_S
+
+    config = load_config("dev", project=seeded)
+    before = lambda_read.describe_functions(config)[KEY].alias.version
+    slow = APP.replace("def handler(event, context):\n", "def handler(event, context):\n"
+                       "    import time\n    time.sleep(8)\n")
+    (seeded / "src" / "app.py").write_text(slow)
+    _git(seeded, "commit", "-qam", "slow smoke")
+    known = set(Ledger().deploy_ids())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "deploy", "--project", str(seeded), "--env", "dev"],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        record = None
+        while time.monotonic() < deadline:
+            fresh = [i for i in Ledger().deploy_ids("dev") if i not in known]
+            record = Ledger().get(fresh[0]) if fresh else None
+            if record and (
+                record.finished_at or any(s.name == "shift traffic" for s in record.steps)
+            ):
+                break
+            time.sleep(0.5)
+        assert record is not None and record.steps[-1].name == "shift traffic", record
+        time.sleep(1)  # the smoke invoke is running the slow version (8 s) now
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert lambda_read.describe_functions(config)[KEY].alias.version != before
+    (seeded / "src" / "app.py").write_text(APP + "\n# after the kill\n")
+    _git(seeded, "commit", "-qam", "fixed")
+    started = time.monotonic()
+    done = gangway("deploy", "--project", str(seeded), "--env", "dev", "--json")
+    assert done.returncode == 0, explain(done)
+    assert time.monotonic() - started < LEASE_TTL_S + 60
+    killed = Ledger().get(record.deploy_id)
+    assert killed is not None and killed.outcome is Outcome.INTERRUPTED, killed
+    assert killed.rollback is not None, killed
+    assert killed.rollback["functions"][KEY] == {"to": before, "verified": True}, killed.rollback
+    assert json.loads(done.stdout)["outcome"] == Outcome.SUCCEEDED.value
