@@ -138,9 +138,11 @@ class BuildSpec(Strict):
     # service's Dockerfile starts FROM (build arg DEPS_IMAGE): built once per dependency set,
     # so a build's context holds only the code (tasks/image_build.py).
     deps_dockerfile: str | None = None
-    # e.g. BASE_IMAGE: the rehearsal environments build on the locally built Lambda base.
+    # Passed to the Dockerfiles' ARGs; each must be declared by one (checked before a build).
     build_args: dict[str, str] = Field(default_factory=dict)
     python: str = Field(default="3.11", pattern=r"^3\.\d+$")
+    # The build containers' network (docker build's network_mode); None = the engine's default.
+    network: str | None = None
 
 
 class FunctionSpec(Strict):

@@ -1,5 +1,8 @@
-"""Where a Dockerfile sets the image's CMD: the last stage's CMD instruction and its line.
+"""Reading a Dockerfile: where the last stage's CMD is set, the build args it declares, the
+images it starts FROM. Pure text → values, for the in-image gate, the build, `gangway init`
+and the rehearsal's package index.
 
+The CMD: the last stage's CMD instruction and its line.
 Read from the Dockerfile's text (no engine): logical instructions across line continuations,
 comments and the ``escape`` parser directive, stages by ``FROM``; a final stage built FROM an
 earlier stage inherits that stage's CMD. The engine's image inspect says WHAT the CMD is; this
@@ -10,11 +13,19 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 DIRECTIVE = re.compile(r"#\s*([a-zA-Z]+)\s*=\s*(\S+)\s*$")
 SHELL = ("/bin/sh", "-c")
+# Docker accepts these without an ARG line (the proxy variables), so they are never "unused".
+PREDEFINED_ARGS = frozenset(
+    name
+    for base in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+    for name in (base, base.lower())
+)
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 @dataclass(frozen=True)
@@ -130,3 +141,59 @@ def read_cmd(dockerfile: Path) -> DockerfileCmd | None:
         return last_stage_cmd(dockerfile.read_text(errors="replace"))
     except OSError:
         return None
+
+
+def declared_args(text: str) -> dict[str, str | None]:
+    """Every ``ARG NAME[=default]`` of the Dockerfile (any stage): name → default or None."""
+    declared: dict[str, str | None] = {}
+    for item in instructions(text):
+        if item.keyword != "ARG":
+            continue
+        try:
+            words = shlex.split(item.args)
+        except ValueError:
+            words = item.args.split()
+        for word in words:
+            name, sep, default = word.partition("=")
+            declared.setdefault(name, default if sep else None)
+    return declared
+
+
+def substitute(value: str, values: dict[str, str | None]) -> str:
+    """``$NAME``, ``${NAME}`` and ``${NAME:-default}`` replaced as the builder does."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        found = values.get(name)
+        if found:
+            return found
+        return match.group(2) or ""
+
+    return _VARIABLE.sub(one, value)
+
+
+def base_images(text: str, build_args: dict[str, str]) -> list[str]:
+    """The image each FROM names, its args resolved (build args over ARG defaults).
+
+    A FROM naming an earlier stage is left out: it is not an image of the engine.
+    """
+    values: dict[str, str | None] = {}
+    stages: set[str] = set()
+    images: list[str] = []
+    seen_from = False
+    for item in instructions(text):
+        if item.keyword == "ARG" and not seen_from:
+            # Only ARGs before the first FROM are visible to FROM lines.
+            for name, default in declared_args(f"ARG {item.args}").items():
+                values[name] = build_args.get(name, default)
+        elif item.keyword == "FROM":
+            seen_from = True
+            words = [w for w in item.args.split() if not w.startswith("--")]
+            if not words:
+                continue
+            image = substitute(words[0], values)
+            if image and image.lower() not in stages:
+                images.append(image)
+            if len(words) >= 3 and words[1].lower() == "as":
+                stages.add(words[2].lower())
+    return images

@@ -2,15 +2,17 @@
 
 debootstrap makes a Debian bookworm root filesystem (cached as a tarball), the engine imports
 it, and a small Dockerfile (``rehearsal/base/``) adds what the official Lambda image carries:
-the runtime interface client and boto3 in /var/runtime, the Runtime Interface Emulator (RIE)
-and the entry point script. The image is labelled with a hash of that recipe and rebuilt only
-when the recipe changes.
+the runtime interface client and boto3 in /var/runtime, pip, the Runtime Interface Emulator
+(RIE) and the entry point script. The image is labelled with a hash of that recipe and rebuilt
+only when the recipe changes. It is also tagged with the official image's name, so a
+Dockerfile written for ``public.ecr.aws/lambda/python:3.11`` builds unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -25,12 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gangway.errors import StackError
+from rehearsal import package_index
 from rehearsal.system import docker_client, home_dir, log_path, log_tail
 
 if TYPE_CHECKING:
     import docker
 
 BASE_IMAGE = "gangway-rehearsal/lambda-python:3.11"
+# The name Dockerfiles written for AWS's own image start FROM; no image can be pulled here.
+OFFICIAL_IMAGE = "public.ecr.aws/lambda/python:3.11"
 ROOTFS_REPOSITORY = "gangway-rehearsal/rootfs"
 RECIPE_LABEL = "gangway.base.recipe"
 
@@ -42,6 +47,9 @@ INCLUDE = ("python3", "ca-certificates", "tzdata", "libstdc++6")
 RIE_SOURCE = "aws-sam-cli==1.170.0"
 RIE_MEMBER = "samcli/local/rapid/aws-lambda-rie-x86_64"
 RIE_NAME = "aws-lambda-rie-x86_64"
+# pip as the official image has it: a wheel from the host's index (pinned: the recipe hash
+# covers it), installed into the image's Python.
+PIP_SOURCE = "pip==25.1.1"
 
 RECIPE_DIR = Path(__file__).resolve().parent / "base"
 RECIPE_FILES = ("Dockerfile", "lambda-entrypoint.sh", "runtime-requirements.txt")
@@ -73,6 +81,7 @@ def recipe_hash() -> str:
     """Hash of everything the base image is made from; stored as the image label."""
     digest = hashlib.sha256()
     digest.update(f"rootfs={rootfs_recipe()}|rie={RIE_SOURCE}:{RIE_MEMBER}\n".encode())
+    digest.update(f"pip={PIP_SOURCE}\n{package_index.pip_conf()}".encode())
     for name in RECIPE_FILES:
         path = RECIPE_DIR / name
         digest.update(f"{name}\n".encode())
@@ -238,26 +247,32 @@ def build_rootfs(home: Path | None = None) -> Path:
     return target
 
 
-def _rie_wheel(home: Path | None = None) -> Path:
+def _host_wheel(source: str, home: Path | None = None) -> Path:
+    """One pure-Python wheel (``name==version``) downloaded once by the host's pip."""
     wheels = home_dir("cache/wheels", home)
-    version = RIE_SOURCE.split("==")[1]
-    name = f"aws_sam_cli-{version}-py3-none-any.whl"
-    if (wheels / name).exists():
-        return wheels / name
+    project, version = source.split("==")
+    pattern = f"{project.replace('-', '_')}-{version}-*.whl"
+    found = sorted(wheels.glob(pattern))
+    if found:
+        return found[0]
     _run_logged(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(wheels), RIE_SOURCE],
-        log_path("base-image", home), f"pip download {RIE_SOURCE}",
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(wheels), source],
+        log_path("base-image", home), f"pip download {source}",
         remedy="check that pip reaches the package index (pip config / PIP_INDEX_URL)",
     )
-    found = sorted(wheels.glob(f"aws_sam_cli-{version}-*.whl"))
+    found = sorted(wheels.glob(pattern))
     if not found:
         raise StackError(
-            f"pip download {RIE_SOURCE} produced no wheel",
-            expected=name,
+            f"pip download {source} produced no wheel",
+            expected=pattern,
             found=", ".join(p.name for p in wheels.iterdir()) or "nothing",
             remedy="check pip's index configuration",
         )
     return found[0]
+
+
+def _rie_wheel(home: Path | None = None) -> Path:
+    return _host_wheel(RIE_SOURCE, home)
 
 
 def ensure_host_rie(home: Path | None = None) -> Path:
@@ -335,13 +350,19 @@ def _import_rootfs(client: docker.DockerClient, tarball: Path) -> str:
     return tag
 
 
-def _build_context(runtime: Path, rie: Path, out: Path) -> None:
-    """Write the build context as a tar: the recipe files, the runtime dir and the RIE."""
+def _build_context(runtime: Path, rie: Path, pip: Path, out: Path) -> None:
+    """Write the build context as a tar: recipe files, runtime dir, RIE, pip wheel, pip.conf."""
     with tarfile.open(out, "w") as tar:
         for name in ("Dockerfile", "lambda-entrypoint.sh"):
             tar.add(RECIPE_DIR / name, arcname=name)
         tar.add(runtime, arcname="runtime")
         tar.add(rie, arcname="aws-lambda-rie")
+        tar.add(pip, arcname=f"pip/{pip.name}")
+        conf = package_index.pip_conf().encode()
+        info = tarfile.TarInfo("pip.conf")
+        info.size = len(conf)
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(conf))
 
 
 def _build(client: docker.DockerClient, rootfs_tag: str, recipe: str,
@@ -351,9 +372,10 @@ def _build(client: docker.DockerClient, rootfs_tag: str, recipe: str,
     log = log_path("base-image", home)
     runtime = _runtime_dir(home)
     rie = ensure_host_rie(home)
+    pip = _host_wheel(PIP_SOURCE, home)
     with tempfile.TemporaryDirectory(dir=home_dir("cache", home)) as tmp:
         context = Path(tmp) / "context.tar"
-        _build_context(runtime, rie, context)
+        _build_context(runtime, rie, pip, context)
         image_id = None
         errors: list[str] = []
         try:
@@ -385,6 +407,44 @@ def _build(client: docker.DockerClient, rootfs_tag: str, recipe: str,
     return image_id
 
 
+def official_state(client: docker.DockerClient) -> str:
+    """Whether OFFICIAL_IMAGE names this base ('ours'), another image ('foreign') or nothing."""
+    import docker
+
+    try:
+        image = client.images.get(OFFICIAL_IMAGE)
+    except docker.errors.ImageNotFound:
+        return "missing"
+    labels = (image.attrs.get("Config") or {}).get("Labels") or {}
+    return "ours" if RECIPE_LABEL in labels else "foreign"
+
+
+def tag_official(client: docker.DockerClient, image_id: str) -> bool:
+    """Tag the base as OFFICIAL_IMAGE, unless that name holds a real (foreign) image.
+
+    An engine that has AWS's own image (a laptop that pulled it) keeps it: builds FROM it
+    then use the real thing. Returns whether the name now points at ``image_id``.
+    """
+    import docker
+
+    state = official_state(client)
+    if state == "foreign":
+        return False
+    if state == "ours" and client.images.get(OFFICIAL_IMAGE).id == image_id:
+        return True
+    repository, tag = OFFICIAL_IMAGE.rsplit(":", 1)
+    try:
+        client.api.tag(image_id, repository, tag, force=True)
+    except docker.errors.APIError as exc:
+        raise StackError(
+            f"tagging the base image as {OFFICIAL_IMAGE} failed",
+            expected=f"{OFFICIAL_IMAGE} naming {image_id[:19]}",
+            found=str(exc),
+            remedy="check the engine (`docker info`) and run `up` again",
+        ) from exc
+    return True
+
+
 def ensure_base_image(home: Path | None = None, *, force: bool = False) -> BaseImageResult:
     """Build the base image unless one with the current recipe label exists; also the host RIE."""
     import docker
@@ -398,6 +458,7 @@ def ensure_base_image(home: Path | None = None, *, force: bool = False) -> BaseI
         steps["rie"] = time.monotonic() - t0
         old_id, label = _image_label(client)
         if old_id is not None and label == recipe and not force:
+            tag_official(client, old_id)
             return BaseImageResult(BASE_IMAGE, old_id, recipe, "reused", rie, steps)
 
         t0 = time.monotonic()
@@ -409,6 +470,8 @@ def ensure_base_image(home: Path | None = None, *, force: bool = False) -> BaseI
         t0 = time.monotonic()
         image_id = _build(client, rootfs_tag, recipe, home)
         steps["build"] = time.monotonic() - t0
+        # Before the old image is removed: the official name must not keep it alive.
+        tag_official(client, image_id)
 
         # The imported rootfs tag was only the build's FROM; its layer stays in the image.
         with contextlib.suppress(docker.errors.DockerException):

@@ -13,9 +13,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gangway.config import apply_env_file, available_environments, deployments_dir, load_config
+from gangway.config import (
+    DeployConfig,
+    apply_env_file,
+    available_environments,
+    deployments_dir,
+    load_config,
+)
 from gangway.errors import StackError
-from rehearsal import mariadb_setup, system
+from rehearsal import mariadb_setup, package_index, system
 from rehearsal.aws_seed import seed_environment
 
 
@@ -97,11 +103,12 @@ def seed_service(project: Path, envs: list[str] | None = None) -> SeededService:
     return result
 
 
-def _fill_index(config: object) -> list[str]:
+def _fill_index(config: DeployConfig) -> list[str]:
     """Wheels for what the service's Dockerfile installs, into the stack's package index."""
-    try:
-        from rehearsal import package_index
-    except ImportError:  # the index is optional tooling: a stack without it builds offline
-        return []
-    filled = package_index.fill_for_service(config)  # type: ignore[arg-type]
-    return [f"package index: {filled}"]
+    filled = package_index.fill_for_service(config)
+    if not filled.requirements:
+        return ["package index: nothing to fill (the Dockerfile installs no requirements)"]
+    return [
+        f"package index: {filled.wheels} wheels for {filled.platform} / Python {filled.python} "
+        f"({'cached' if filled.cached else f'{filled.seconds:.1f}s'})"
+    ]

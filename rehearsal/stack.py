@@ -1,7 +1,8 @@
 """The rehearsal stack as one thing: ``up()``, ``down()``, ``status()``.
 
 up() runs, in order: packages, dockerd, MariaDB, registry, the Lambda base image (+ host RIE),
-databases/users/stack.env, the moto bridge, AWS seeding, the Prefect server, then the
+databases/users/stack.env, the local package index and its wheels (what each environment's
+Dockerfile pip-installs), the moto bridge, AWS seeding, the Prefect server, then the
 process work pool ``gangway``, the deployments of prefect.yaml and a Prefect worker (so
 scheduled reconcilers and flow runs of deployments run against this stack). Each step is
 idempotent and timed; a second up() with everything running takes a few seconds.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from gangway.config import REPO_ROOT, available_environments, gangway_home, load_config
 from gangway.errors import GangwayError, StackError
-from rehearsal import base_image, mariadb_setup, prefect_worker, system
+from rehearsal import base_image, mariadb_setup, package_index, prefect_worker, system
 from rehearsal.system import LOOPBACK
 
 BOOTSTRAP_TAG = "bootstrap"
@@ -34,7 +35,7 @@ MANIFEST_TYPES = ", ".join((
 # States that mean the component is usable.
 GOOD_STATES = frozenset({
     "ok", "installed", "started", "running", "external", "reused", "built", "current",
-    "written", "seeded", "pushed", "skipped",
+    "written", "seeded", "pushed", "skipped", "filled",
 })
 
 
@@ -266,6 +267,26 @@ def _daemon(result: system.DaemonResult) -> Component:
                      result.seconds)
 
 
+def _index_component(component: Component) -> Component:
+    if component.ok:
+        count = package_index.wheel_count()
+        plural = "" if count == 1 else "s"
+        component.detail = f"{count} wheel{plural} in {package_index.wheelhouse()}"
+    return component
+
+
+def _official_detail() -> str:
+    client = system.docker_client()
+    try:
+        state = base_image.official_state(client)
+    finally:
+        client.close()
+    return {
+        "ours": f"also tagged {base_image.OFFICIAL_IMAGE}",
+        "foreign": f"{base_image.OFFICIAL_IMAGE} is a real image here (left as it is)",
+    }.get(state, f"{base_image.OFFICIAL_IMAGE} not tagged")
+
+
 def _step(status: StackStatus, name: str, action: Callable[[], Component]) -> Component:
     begun = time.monotonic()
     try:
@@ -326,7 +347,7 @@ def _up(envs: list[str] | None, *, reseed: bool) -> StackStatus:
         return Component("base-image", result.state, result.tag,
                          log=system.log_path("base-image"),
                          detail=f"recipe {result.recipe}; host RIE {result.rie}"
-                         + (f"; {steps}" if steps else ""))
+                         + (f"; {steps}" if steps else "") + "; " + _official_detail())
 
     _step(status, "base-image", image)
 
@@ -338,6 +359,21 @@ def _up(envs: list[str] | None, *, reseed: bool) -> StackStatus:
                          f"{mariadb_setup.stack_env_path()} (600)")
 
     _step(status, "databases", databases)
+    _step(status, "package-index", lambda: _index_component(
+        _daemon(package_index.ensure_index())))
+
+    # After databases: reading an environment's config needs the secrets that step writes.
+    def wheels() -> Component:
+        filled = []
+        for env in envs:
+            result = package_index.fill_for_service(load_config(env))
+            filled.append(f"{env} {result.wheels}" + (" (cached)" if result.cached else ""))
+        return Component("wheels", "filled", package_index.index_url(),
+                         log=system.log_path("package-fill"),
+                         detail=f"wheels per environment: {', '.join(filled) or 'none'}; "
+                         f"{package_index.wheel_count()} in {package_index.wheelhouse()}")
+
+    _step(status, "wheels", wheels)
     moto = _step(status, "moto", lambda: _daemon(ensure_moto()))
     _step(status, "aws-seed",
           lambda: seed(envs, force=reseed or moto.state == "started"))
@@ -399,11 +435,14 @@ def status() -> StackStatus:
         state = "unknown"
     result.components.append(Component(
         "base-image", state, base_image.BASE_IMAGE, seconds=time.monotonic() - t0,
-        detail=f"recipe {base_image.recipe_hash()}"))
+        detail=f"recipe {base_image.recipe_hash()}"
+        + (f"; {_official_detail()}" if state != "unknown" else "")))
     env_file = mariadb_setup.stack_env_path()
     result.components.append(Component(
         "databases", "written" if env_file.exists() else "missing",
         f"{LOOPBACK}:{ports.mysql}", detail=str(env_file)))
+    result.components.append(_index_component(_probe(
+        "package-index", package_index.index_url(), package_index.ready, package_index.NAME)))
     moto = _probe("moto", moto_endpoint(), moto_ready, "moto")
     result.components.append(moto)
     identity = _bridge_identity(None)

@@ -23,6 +23,7 @@ import docker
 from docker.errors import APIError, BuildError, DockerException, ImageNotFound
 
 from gangway.config import DeployConfig, gangway_home
+from gangway.dockerfile import PREDEFINED_ARGS, base_images, declared_args
 from gangway.errors import ConfigError, DockerError
 from tasks.source import SourceRevision
 
@@ -177,10 +178,39 @@ def build_image(
     The tag defaults to the revision's (the SHA); a variant build passes its own.
     """
     architecture = image_architecture(config)
+    check_build_args(config)
     # Vendoring rewrites <context>/vendor for the declared platform: two builds of one
     # checkout for different platforms would otherwise swap it under each other's upload.
     with _context_lock(config.build_context):
         return _build_locked(client, config, revision, tag, architecture)
+
+
+def check_build_args(config: DeployConfig) -> None:
+    """ConfigError unless every service.build.build_args name is declared (ARG) by a Dockerfile.
+
+    The engine ignores a build arg no Dockerfile declares (a warning at most): a setting such
+    as BASE_IMAGE would then change nothing without a word.
+    """
+    build = config.service.build
+    if not build.build_args:
+        return
+    context = config.build_context
+    names = [build.dockerfile] + ([build.deps_dockerfile] if build.deps_dockerfile else [])
+    dockerfiles = [context / name for name in names if (context / name).is_file()]
+    declared: set[str] = set(PREDEFINED_ARGS)
+    for path in dockerfiles:
+        declared |= set(declared_args(path.read_text(errors="replace")))
+    unused = sorted(name for name in build.build_args if name not in declared)
+    if unused:
+        shown = ", ".join(str(p) for p in dockerfiles) or ", ".join(names)
+        raise ConfigError(
+            f"build argument(s) {', '.join(unused)} set in service.build.build_args but "
+            "declared by no Dockerfile of the build",
+            expected=f"`ARG {unused[0]}` in {shown}",
+            found=f"no ARG {', '.join(unused)} in {shown} (the engine would ignore the setting)",
+            remedy=f"declare `ARG {unused[0]}` in the Dockerfile (before the FROM that uses it), "
+            f"or drop {unused[0]} from service.build.build_args",
+        )
 
 
 @contextmanager
@@ -239,6 +269,7 @@ def _build_locked(
             dockerfile=str(labelled),
             tag=reference,
             buildargs=build_args,
+            network_mode=config.service.build.network,
         )
     if tag is None and revision.dirty:
         # Two dirty trees of one commit must never share a tag: the gate and the push read
@@ -280,10 +311,16 @@ def deps_image(client: docker.DockerClient, config: DeployConfig) -> str | None:
             remedy="set service.build.vendor_requirements in service.toml, or remove "
             "service.build.deps_dockerfile",
         )
-    # A build arg naming a local image (the base) counts by its id: a base rebuilt under the
-    # same tag must give a new deps image, as a plain build FROM it would.
+    # A build arg or FROM naming a local image (the base) counts by its id: a base rebuilt
+    # under the same tag must give a new deps image, as a plain build FROM it would.
     args = {k: _local_id(client, v) or v for k, v in sorted(build.build_args.items())}
-    recipe = stamp.read_bytes() + dockerfile.read_bytes() + json.dumps(args).encode()
+    bases = [
+        _local_id(client, image) or image
+        for image in base_images(dockerfile.read_text(errors="replace"), dict(build.build_args))
+    ]
+    recipe = (
+        stamp.read_bytes() + dockerfile.read_bytes() + json.dumps([args, bases]).encode()
+    )
     tag = f"{DEPS_REPOSITORY}/{build.repository}:{hashlib.sha256(recipe).hexdigest()[:24]}"
     try:
         client.images.get(tag)
@@ -309,6 +346,7 @@ def deps_image(client: docker.DockerClient, config: DeployConfig) -> str | None:
         custom_context=True,
         tag=tag,
         buildargs=dict(build.build_args),
+        network_mode=build.network,
     )
     return tag
 
@@ -330,7 +368,8 @@ def _engine_build(client: docker.DockerClient, recipe: Path, **kwargs: Any) -> A
             "the service image did not build",
             expected=f"{recipe} to build",
             found=f"{exc.msg}\n{tail}",
-            remedy="fix the Dockerfile or the build args (is the base image present?)",
+            remedy="fix the Dockerfile or the build args (is the base image present? does a "
+            "RUN step need a package index the build cannot reach?)",
         ) from exc
     except APIError as exc:
         raise DockerError(

@@ -41,14 +41,18 @@ COMPONENTS = (
     "registry",
     "base-image",
     "databases",
+    "package-index",
     "moto",
     "aws-seed",
     "prefect",
     "prefect-worker",
 )
-# `up` also reports the steps that make the worker useful: its pool and the deployments.
-UP_COMPONENTS = (*COMPONENTS[:-1], "work-pool", "deployments", "prefect-worker")
-DAEMONS = ("dockerd", "mariadb", "registry", "moto", "prefect", "prefect-worker")
+# `up` also reports the wheels it filled the package index with, and the steps that make
+# the worker useful: its pool and the deployments.
+UP_COMPONENTS = (
+    *COMPONENTS[:7], "wheels", *COMPONENTS[7:-1], "work-pool", "deployments", "prefect-worker"
+)
+DAEMONS = ("dockerd", "mariadb", "registry", "package-index", "moto", "prefect", "prefect-worker")
 TRACEBACK = "Traceback (most recent call last)"
 SCRATCH = "gw_cli_scratch"
 HEADLINE = re.compile(r"^deploy ([0-9a-f]{32})  (\S+)  ([A-Z-]+)$", re.M)
