@@ -214,9 +214,11 @@ def _report(draft: ServiceDraft, project: Path, written: list[Path]) -> None:
     if draft.exports:
         print("export before deploying (values the template does not give):")
         print("\n".join(f"  export {var}=...   # {why}" for var, why in draft.exports.items()))
+    env = written[1].stem
     print(
         "next: review the files (expectations for the smoke cases, app_logs), then "
-        f"`GANGWAY_PROJECT={project} gangway deploy --env {written[1].stem}`"
+        f"`gangway deploy --project {project} --env {env}` (on the rehearsal stack, first "
+        f"`gangway stack seed --project {project} --env {env}`)"
     )
 
 

@@ -423,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_env_file()
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    if getattr(args, "project", None):
+    # init makes a project (its deployments/ may not exist yet): it reads --project itself.
+    if getattr(args, "project", None) and args.command != "init":
         try:
             # One project for the whole process: the flows, the ledger's reads and the
             # in-process Prefect run all resolve the same checkout.

@@ -48,6 +48,8 @@ def project_with(tmp_path: Path, path: str, extra: str = "") -> tuple[Path, Path
     dev.write_text(dev.read_text() + CASE.format(path=path) + extra)
     project = tmp_path / "project"
     (project / "events").mkdir(parents=True)
+    # The reference service declares its migrations: the project must hold them.
+    (project / "migrations").symlink_to(REPO_ROOT / "migrations")
     return deployments, project
 
 
