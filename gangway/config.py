@@ -52,6 +52,18 @@ FUNCTION_ARN = re.compile(
 MAX_CONFIG_BYTES = 1 << 20  # far above any real service.toml; refused before parsing
 
 
+def refuse_large(path: Path, limit: int, what: str, limit_words: str, remedy: str) -> None:
+    """ConfigError, before reading it, when the file at path is larger than limit bytes."""
+    size = path.stat().st_size
+    if size > limit:
+        raise ConfigError(
+            f"{path.name} is too large {what}",
+            expected=f"at most {limit} bytes ({limit_words})",
+            found=f"{size} bytes in {path}",
+            remedy=remedy,
+        )
+
+
 def _identifier(value: str, what: str) -> str:
     if not IDENTIFIER.fullmatch(value):
         raise ValueError(
@@ -626,14 +638,10 @@ def load_config(
                 if path is env_file
                 else f"create {path} describing the service (see deployments/ in the gangway repo)",
             )
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"{path.name} is too large to be a configuration file",
-                expected=f"at most {MAX_CONFIG_BYTES} bytes (1 MiB)",
-                found=f"{size} bytes in {path}",
-                remedy=f"trim {path.name} to the service's settings (is it the right file?)",
-            )
+        refuse_large(
+            path, MAX_CONFIG_BYTES, "to be a configuration file", "1 MiB",
+            f"trim {path.name} to the service's settings (is it the right file?)",
+        )
         try:
             document = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -741,14 +749,10 @@ def _with_event_file(case: SmokeCase, root: Path) -> SmokeCase:
             found="no such file",
             remedy=f"create {path}, or fix {setting}",
         )
-    size = path.stat().st_size
-    if size > MAX_EVENT_BYTES:
-        raise ConfigError(
-            f"{where} is too large for an invoke payload",
-            expected=f"at most {MAX_EVENT_BYTES} bytes (256 KiB)",
-            found=f"{size} bytes in {path}",
-            remedy=f"trim the event in {path.name}, or point {setting} at a smaller one",
-        )
+    refuse_large(
+        path, MAX_EVENT_BYTES, f"for an invoke payload ({where})", "256 KiB",
+        f"trim the event in {path.name}, or point {setting} at a smaller one",
+    )
 
     def not_json(constant: str) -> Any:
         # NaN/Infinity are Python's extension, not JSON: no other consumer would read them.

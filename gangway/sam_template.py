@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from gangway.config import refuse_large
 from gangway.dockerfile import last_stage_cmd
 from gangway.errors import ConfigError
 
@@ -132,14 +133,10 @@ def load_template(path: Path) -> SamTemplate:
             found="no such file",
             remedy="pass --template PATH, or answer with flags (--name, --function …)",
         )
-    size = path.stat().st_size
-    if size > MAX_TEMPLATE_BYTES:
-        raise ConfigError(
-            f"{path.name} is too large to be a SAM template",
-            expected=f"at most {MAX_TEMPLATE_BYTES} bytes (CloudFormation's limit)",
-            found=f"{size} bytes",
-            remedy=f"is {path} the right file? pass --template PATH",
-        )
+    refuse_large(
+        path, MAX_TEMPLATE_BYTES, "to be a SAM template", "CloudFormation's limit",
+        f"is {path} the right file? pass --template PATH",
+    )
     try:
         # A SafeLoader subclass: only plain data and the Intrinsic values.
         document = yaml.load(path.read_text(), Loader=_TemplateLoader)

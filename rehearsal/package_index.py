@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import html
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -49,17 +48,7 @@ STAMPS = ".filled"
 
 def port() -> int:
     """The index's loopback port: $GANGWAY_PACKAGE_INDEX_PORT or 3141."""
-    raw = os.environ.get(PORT_VAR, "").strip()
-    if not raw:
-        return DEFAULT_PORT
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise StackError(
-            f"{PORT_VAR} is not a TCP port",
-            expected="an integer between 1 and 65535",
-            found=repr(raw),
-            remedy=f"unset {PORT_VAR} to use {DEFAULT_PORT}, or set it to a free port",
-        )
-    return int(raw)
+    return system.env_port(PORT_VAR, DEFAULT_PORT)
 
 
 def index_url() -> str:

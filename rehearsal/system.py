@@ -55,7 +55,8 @@ class Ports:
     mysql: int
 
 
-def _port(var: str, default: int) -> int:
+def env_port(var: str, default: int) -> int:
+    """The TCP port in $var, else default; StackError for anything that is not a port."""
     raw = os.environ.get(var, "").strip()
     if not raw:
         return default
@@ -72,10 +73,10 @@ def _port(var: str, default: int) -> int:
 def ports() -> Ports:
     """The stack's ports: GANGWAY_REGISTRY_PORT, _MOTO_PORT, _PREFECT_PORT, _MYSQL_PORT."""
     return Ports(
-        registry=_port("GANGWAY_REGISTRY_PORT", 5000),
-        moto=_port("GANGWAY_MOTO_PORT", 4566),
-        prefect=_port("GANGWAY_PREFECT_PORT", 4200),
-        mysql=_port("GANGWAY_MYSQL_PORT", 3306),
+        registry=env_port("GANGWAY_REGISTRY_PORT", 5000),
+        moto=env_port("GANGWAY_MOTO_PORT", 4566),
+        prefect=env_port("GANGWAY_PREFECT_PORT", 4200),
+        mysql=env_port("GANGWAY_MYSQL_PORT", 3306),
     )
 
 
