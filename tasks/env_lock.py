@@ -217,6 +217,30 @@ def deploy_lock(
         yield lock
 
 
+def named_lock_holder(config: DeployConfig) -> str | None:
+    """Who holds the environment's deploy lock now, read only (None: nobody)."""
+    name = lock_name(config, "deploy")
+    engine = _engine(config)
+    try:
+        with engine.connect() as conn:
+            holder = conn.execute(sa.text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
+            if holder is None:
+                return None
+            # Visible for the lock's own user (deploys share it); else only the id is known.
+            who = conn.execute(
+                sa.text(
+                    "SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = :id"
+                ),
+                {"id": holder},
+            ).first()
+    except SQLAlchemyError as exc:
+        raise schema.db_error(config, exc, "reading the deploy lock") from exc
+    finally:
+        engine.dispose()
+    where = f" ({who[0]}@{who[1]})" if who else ""
+    return f"MySQL connection {holder}{where} holds {name!r}"
+
+
 @contextmanager
 def _named_lock(
     config: DeployConfig, timeout_s: int, describe_holder: Callable[[], str]

@@ -168,6 +168,22 @@ def lease_holder(ledger: Ledger, name: str) -> str:
     return f"{row.holder} (lease expires in {left:.0f}s unless renewed)"
 
 
+def active_lease_holder(ledger: Ledger, name: str) -> str | None:
+    """Who holds the lease now, read only (None: no lease, or only an expired one)."""
+    try:
+        row = _read(ledger, name)
+    except SQLAlchemyError as exc:
+        raise LeaseError(
+            "reading the deploy lease failed",
+            expected=f"a readable ledger store at {ledger.safe_url}",
+            found=f"{type(exc).__name__}: {str(exc)[:300]}",
+            remedy="fix GANGWAY_LEDGER_URL or the permissions of GANGWAY_HOME",
+        ) from exc
+    if row is None or row.expires < time.time():
+        return None
+    return f"{row.holder} (lease expires in {row.expires - time.time():.0f}s unless renewed)"
+
+
 def _read(ledger: Ledger, name: str) -> sa.Row | None:
     with ledger.engine.connect() as conn:
         return conn.execute(sa.select(LEASES).where(LEASES.c.name == name)).first()
