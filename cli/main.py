@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from cli import status as status_cli
+from cli import prune as prune_cli
 from cli.init import add_arguments, run_init, stdin_ask
 from gangway import interrupts
 from gangway.config import (
@@ -397,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", parents=[project], help="what is live in each environment")
     status_cli.add_arguments(p)
     p.set_defaults(run=status_cli.run)
+
+    p = sub.add_parser("prune", parents=[project], help="delete what nothing can roll back to")
+    prune_cli.add_arguments(p)
+    p.set_defaults(run=prune_cli.run)
 
     p = sub.add_parser("init", help="write a starting deployments/ for a service (SAM or answers)")
     add_arguments(p)

@@ -8,7 +8,8 @@ moto 5.2 and AWS Lambda, so the pipeline can trust what the rehearsal reports:
 - ``_update_alias_response`` / ``_publish_version_response``: RevisionId and CodeSha256
   preconditions are enforced (moto ignored both), so a concurrent writer is caught.
 - ``_publish_version``: versions were shallow copies sharing ``code`` with $LATEST, so an old
-  version reported (and would run) the NEW image after ``update_function_code``.
+  version reported (and would run) the NEW image after ``update_function_code``; and after a
+  version was deleted, the next one reused a live version's number (AWS never reuses one).
 - ``_set_function_code`` / ``_get_code``: CodeSha256 is the image's manifest digest (from
   the URI or the registry) and ResolvedImageUri is repository@digest, as on AWS (moto hashed
   the URI text and cut a registry's port off).
@@ -189,16 +190,36 @@ _original_publish = lambda_models.LambdaStorage.publish_version
 
 def _publish_version(self: Any, name_or_arn: str, description: str = "") -> Any:
     """Publish a version that owns its code and configuration (moto's copy was shallow)."""
-    before = len(self._functions.get(name_or_arn.split(":")[-1], {}).get("versions", []))
+    existing = list(self._functions.get(name_or_arn.split(":")[-1], {}).get("versions", []))
     fn = _original_publish(self, name_or_arn, description)
     if fn is None:
         return fn
     versions = self._functions[fn.function_name]["versions"]
-    if len(versions) > before and versions[-1] is fn:
+    if len(versions) > len(existing) and versions[-1] is fn:
         for attr, value in list(vars(fn).items()):
             if isinstance(value, dict | list | lambda_models.ImageConfig):
                 setattr(fn, attr, copy.deepcopy(value))
+        _number_after_deletes(self, fn, existing)
     return fn
+
+
+def _number_after_deletes(storage: Any, fn: Any, existing: list[Any]) -> None:
+    """AWS never reuses a version number; moto numbered len(versions) + 1, so after a
+    deleted version (gangway prune) a new version took the number of a live one."""
+    highest_ever: dict[str, int] = storage.__dict__.setdefault("_gangway_highest_version", {})
+    name = fn.function_name
+    highest = max([highest_ever.get(name, 0), *(int(v.version) for v in existing)])
+    highest_ever[name] = highest + 1
+    if int(fn.version) == highest + 1:
+        return
+    wrong = fn.function_arn
+    holder = next((v for v in existing if v.function_arn == wrong), None)
+    if holder is not None:
+        storage._arns[wrong] = holder
+    else:
+        storage._arns.pop(wrong, None)
+    fn.set_version(highest + 1)
+    storage._arns[fn.function_arn] = fn
 
 
 _original_set_code = lambda_models.LambdaFunction._set_function_code

@@ -141,6 +141,48 @@ class RegistryClient:
         return response.headers.get("Docker-Content-Digest", digest)
 
 
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of repository (following the API's pages); [] when it does not exist."""
+        found: list[str] = []
+        path: str | None = f"/v2/{repository}/tags/list?n=1000"
+        while path:
+            response = self._get(path, f"tags of {repository}")
+            if response is None:
+                return found
+            found.extend(response.json().get("tags") or [])
+            path = _next_page(response.headers.get("Link", ""))
+        return found
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete a manifest (and so every tag on it) by digest; False when it was already gone."""
+        response = self._request(
+            "DELETE",
+            f"/v2/{repository}/manifests/{digest}",
+            headers={"Accept": MANIFEST_TYPES},
+        )
+        if response.status_code == 404:
+            return False
+        if response.status_code != 202:
+            disabled = response.status_code == 405
+            raise RegistryError(
+                f"deleting {repository}@{digest} failed",
+                expected="HTTP 202 (manifest deleted)",
+                found=f"HTTP {response.status_code}: {response.text[:300]}",
+                remedy="enable deletes in the registry (storage.delete.enabled: true)"
+                if disabled
+                else "check the registry's log and credentials",
+            )
+        return True
+
+
+def _next_page(link: str) -> str | None:
+    """The path of the next page from an RFC 5988 Link header (`<...>; rel="next"`)."""
+    if 'rel="next"' not in link:
+        return None
+    start, end = link.find("<"), link.find(">")
+    return link[start + 1 : end] if 0 <= start < end else None
+
+
 def push_image(
     client: docker.DockerClient, registry: str, repository: str, tag: str
 ) -> PushedImage:

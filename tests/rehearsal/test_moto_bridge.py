@@ -118,6 +118,29 @@ def test_published_version_keeps_and_runs_its_own_image(
     assert invoke(lam, name, Qualifier="2")[1] == {"v": 2}
 
 
+def test_a_deleted_versions_number_is_never_reused(
+    aws: Callable[[str], Any], images: dict[str, str], make_function: Callable[..., str]
+) -> None:
+    """After `gangway prune` deletes a version, the next publish takes a new number (moto
+    numbered len(versions) + 1 and shadowed a live version)."""
+    lam = aws("lambda")
+    name = make_function()
+    v1_then_v2(lam, name, images)
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+    lam.update_function_code(FunctionName=name, ImageUri=images["v1"])
+    assert lam.publish_version(FunctionName=name)["Version"] == "3"
+    lam.delete_function(FunctionName=name, Qualifier="2")
+    lam.update_function_code(FunctionName=name, ImageUri=images["v2"])
+    assert lam.publish_version(FunctionName=name)["Version"] == "4"
+    lam.delete_function(FunctionName=name, Qualifier="4")
+    lam.update_function_code(FunctionName=name, ImageUri=images["v1"])
+    assert lam.publish_version(FunctionName=name)["Version"] == "5"
+    listed = lam.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in listed] == ["$LATEST", "1", "3", "5"]
+    assert lam.get_function(FunctionName=name, Qualifier="3")["Code"]["ImageUri"] == images["v1"]
+    assert invoke(lam, name, Qualifier="3")[1] == {"v": 1}
+
+
 def test_publish_refuses_a_stale_code_sha(
     aws: Callable[[str], Any], images: dict[str, str], make_function: Callable[..., str]
 ) -> None:
