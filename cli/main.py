@@ -16,8 +16,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from cli import status as status_cli
 from cli import prune as prune_cli
+from cli import status as status_cli
 from cli.init import add_arguments, run_init, stdin_ask
 from gangway import interrupts
 from gangway.config import (
