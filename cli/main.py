@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from cli import prune as prune_cli
 from cli import status as status_cli
+from cli import unlock as unlock_cli
 from cli.init import add_arguments, run_init, stdin_ask
 from gangway import interrupts
 from gangway.config import (
@@ -402,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prune", parents=[project], help="delete what nothing can roll back to")
     prune_cli.add_arguments(p)
     p.set_defaults(run=prune_cli.run)
+
+    p = sub.add_parser("unlock", parents=[project], help="clear a stuck lock, holder proven gone")
+    unlock_cli.add_arguments(p)
+    p.set_defaults(run=unlock_cli.run)
 
     p = sub.add_parser("init", help="write a starting deployments/ for a service (SAM or answers)")
     add_arguments(p)

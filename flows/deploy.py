@@ -220,7 +220,9 @@ def deploy(
     timeout_s = config.environment.deploy.lock_timeout_s
     service = config.service.name
     try:
-        with deploy_lock(config, timeout_s, lambda: _holder(ledger, env, service)) as held:
+        with deploy_lock(
+            config, timeout_s, lambda: _holder(ledger, env, service), attempt.deploy_id
+        ) as held:
             stage = "recovery"
             for closed in recover_abandoned(config, ledger, by=f"deploy {attempt.deploy_id}"):
                 print(f"closed abandoned deploy {closed.deploy_id}: {closed.rollback}")

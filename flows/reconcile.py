@@ -35,7 +35,7 @@ def reconcile(env: str, project: str | None = None) -> dict[str, object]:
     ledger = Ledger(secrets=config.secret_values())
     try:
         # timeout 0: a deploy or another reconciler holding the lock recovers by itself.
-        with deploy_lock(config, 0, lambda: "a deploy or another reconciler"):
+        with deploy_lock(config, 0, lambda: "a deploy or another reconciler", RECONCILER):
             closed = recover_abandoned(config, ledger, by=RECONCILER)
     except DeployLockError:
         log.info("%s: the deploy lock is held; its holder runs recovery itself", env)

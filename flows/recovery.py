@@ -15,7 +15,7 @@ from prefect.states import Crashed
 
 from flows import rollback
 from gangway.config import DeployConfig
-from gangway.record import DeployRecord, Event, EventKind, Outcome
+from gangway.record import TRAFFIC_KINDS, DeployRecord, Event, EventKind, Outcome
 from tasks.lambda_read import AliasState
 from tasks.ledger import Ledger
 
@@ -48,6 +48,8 @@ def pending_recovery(ledger: Ledger, env: str, service: str | None = None) -> li
     """
     pending = ledger.running(env, service)
     for record in ledger.recent(env, limit=50, service=service):
+        if record.kind not in TRAFFIC_KINDS:  # prune, unlock: no alias moved, nothing to stop at
+            continue
         if record.outcome is Outcome.SUCCEEDED:
             break
         rollback_ = record.rollback or {}

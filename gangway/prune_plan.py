@@ -15,12 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gangway.record import DeployRecord, Outcome
+from gangway.record import TRAFFIC_KINDS, DeployRecord, Outcome
 from gangway.render import table
 
 LATEST = "$LATEST"
 # Records whose versions are rollback targets; a prune's own record moves nothing.
-MOVING_KINDS = frozenset({"deploy", "promote", "rollback"})
 
 
 class Action(StrEnum):
@@ -119,7 +118,7 @@ def digest_of(reference: str | None) -> str | None:
 
 def successful_window(records: Iterable[DeployRecord], keep: int) -> list[DeployRecord]:
     """The newest `keep` succeeded records that moved traffic (deploy, promote, rollback)."""
-    moved = [r for r in records if r.kind in MOVING_KINDS and r.outcome is Outcome.SUCCEEDED]
+    moved = [r for r in records if r.kind in TRAFFIC_KINDS and r.outcome is Outcome.SUCCEEDED]
     return moved[:keep]
 
 

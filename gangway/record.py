@@ -63,6 +63,9 @@ def _user() -> str:
         return str(os.getuid())
 
 
+# Record kinds that move aliases (and so can leave them to recover, or be rolled back to);
+# prune and unlock records move nothing.
+TRAFFIC_KINDS = frozenset({"deploy", "promote", "rollback"})
 # Gates that judge the new version itself after traffic moved (log scans are per function).
 NEW_VERSION_GATES = frozenset({"smoke", "log scan", "ground truth", "bake"})
 

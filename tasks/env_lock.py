@@ -24,7 +24,8 @@ from sqlalchemy.pool import NullPool
 
 from gangway.config import DeployConfig
 from gangway.errors import GangwayError
-from tasks import schema
+from tasks import lock_holders, schema
+from tasks.ledger import Ledger
 from tasks.migrations import lock_name
 
 # A check the server does not answer within this counts as a loss: a hung server (a failover
@@ -199,13 +200,17 @@ class HeldLock(Protocol):
 
 @contextmanager
 def deploy_lock(
-    config: DeployConfig, timeout_s: int, describe_holder: Callable[[], str]
+    config: DeployConfig,
+    timeout_s: int,
+    describe_holder: Callable[[], str],
+    holder_id: str = "",
 ) -> Iterator[HeldLock]:
     """Hold the environment's deploy lock, waiting at most timeout_s for it; yields the fence.
 
     A MySQL named lock on the environment's database; a service without a database holds a
     lease in the ledger store instead (tasks/lease_lock.py). Leaving never raises over a lost
-    lock: ``lost`` says when and why it went.
+    lock: ``lost`` says when and why it went. holder_id (a deploy id, "reconciler") is
+    recorded with the named lock's holder (tasks/lock_holders.py) for `gangway unlock`.
     """
     if config.environment.database is None:
         from tasks.lease_lock import lease_lock  # it builds on this module's errors
@@ -213,7 +218,7 @@ def deploy_lock(
         with lease_lock(config, timeout_s, describe_holder) as lease:
             yield lease
         return
-    with _named_lock(config, timeout_s, describe_holder) as lock:
+    with _named_lock(config, timeout_s, describe_holder, holder_id) as lock:
         yield lock
 
 
@@ -243,7 +248,7 @@ def named_lock_holder(config: DeployConfig) -> str | None:
 
 @contextmanager
 def _named_lock(
-    config: DeployConfig, timeout_s: int, describe_holder: Callable[[], str]
+    config: DeployConfig, timeout_s: int, describe_holder: Callable[[], str], holder_id: str
 ) -> Iterator[DeployLock]:
     name = lock_name(config, "deploy")
     engine = _engine(config)
@@ -265,6 +270,10 @@ def _named_lock(
                 remedy="wait for it to finish (or raise environment.deploy.lock_timeout_s); "
                 "a killed deploy releases the lock with its connection",
             )
+        try:
+            _register(config, conn, name, holder_id)
+        except SQLAlchemyError as exc:
+            raise schema.db_error(config, exc, "naming the deploy lock's holder") from exc
         lock = DeployLock(conn, name, config, config.environment.deploy.lock_heartbeat_s)
         lock.start()
         try:
@@ -277,3 +286,12 @@ def _named_lock(
         except SQLAlchemyError:  # a dead connection has nothing left to close
             pass
         engine.dispose()
+
+
+def _register(config: DeployConfig, conn: sa.Connection, name: str, holder_id: str) -> None:
+    """Name this process as the lock's holder in the ledger store (before anything it guards)."""
+    ledger = Ledger(secrets=config.secret_values())
+    try:
+        lock_holders.register(ledger, name, conn, holder_id)
+    finally:
+        ledger.engine.dispose()

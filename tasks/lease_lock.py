@@ -33,7 +33,7 @@ LEASES = sa.Table(
     sa.Column("name", sa.String(128), primary_key=True),
     sa.Column("token", sa.String(32), nullable=False),
     sa.Column("holder", sa.String(256), nullable=False),
-    sa.Column("expires", sa.Float, nullable=False),  # epoch seconds
+    sa.Column("expires", sa.Double, nullable=False),  # epoch seconds (MySQL FLOAT keeps ~2 min)
 )
 # Long enough that a heartbeat (every lock_heartbeat_s, 1 s by default) renews it many times
 # over before it lapses; short enough that a killed holder blocks the next deploy briefly.
