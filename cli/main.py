@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from cli import prune as prune_cli
+from cli import rollback
 from cli import status as status_cli
 from cli import unlock as unlock_cli
 from cli.init import add_arguments, run_init, stdin_ask
@@ -407,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unlock", parents=[project], help="clear a stuck lock, holder proven gone")
     unlock_cli.add_arguments(p)
     p.set_defaults(run=unlock_cli.run)
+
+    p = sub.add_parser("rollback", parents=[project], help=rollback.HELP)
+    rollback.add_arguments(p)
+    p.set_defaults(run=rollback.run)
 
     p = sub.add_parser("init", help="write a starting deployments/ for a service (SAM or answers)")
     add_arguments(p)
