@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from cli import prune as prune_cli
-from cli import rollback
+from cli import rollback as rollback_cli
 from cli import status as status_cli
 from cli import unlock as unlock_cli
 from cli.init import add_arguments, run_init, stdin_ask
@@ -409,9 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     unlock_cli.add_arguments(p)
     p.set_defaults(run=unlock_cli.run)
 
-    p = sub.add_parser("rollback", parents=[project], help=rollback.HELP)
-    rollback.add_arguments(p)
-    p.set_defaults(run=rollback.run)
+    p = sub.add_parser("rollback", parents=[project], help=rollback_cli.HELP)
+    rollback_cli.add_arguments(p)
+    p.set_defaults(run=rollback_cli.run)
 
     p = sub.add_parser("init", help="write a starting deployments/ for a service (SAM or answers)")
     add_arguments(p)

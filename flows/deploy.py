@@ -117,7 +117,8 @@ def run_name() -> str:
     return f"{params.get('env')} · {short} · {kind}"
 
 
-def _flow_run_id() -> str | None:
+def current_flow_run_id() -> str | None:
+    """The running flow run's id (None outside one)."""
     try:
         return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     except Exception:  # outside a flow run there is no id to record
@@ -145,7 +146,7 @@ def _attempt(request: Request, traffic: Traffic, env: str) -> DeployRecord:
             "canary_percent": traffic.canary_percent,
             "bake_s": traffic.bake_s,
         },
-        flow_run_id=_flow_run_id(),
+        flow_run_id=current_flow_run_id(),
         kind="promote" if request.promoted else "deploy",
         image_digest=request.promoted.digest if request.promoted else None,
         notes=[f"promoted the image validated by {request.validated_by}"]
@@ -154,7 +155,7 @@ def _attempt(request: Request, traffic: Traffic, env: str) -> DeployRecord:
     )
 
 
-def _start(ledger: Ledger, attempt: DeployRecord, observed: Observed) -> DeployRecord:
+def open_record(ledger: Ledger, attempt: DeployRecord, observed: Observed) -> DeployRecord:
     """The attempt's first events: who and what, then the world it starts from."""
     ledger.append(
         Event(
@@ -204,7 +205,7 @@ def deploy(
         request = validate_request(env, sha, canary_percent, bake_s, promote, project)
     except (ConfigError, RegistryError) as exc:
         if not dry_run:
-            record_refusal(env, sha, exc, _flow_run_id())
+            record_refusal(env, sha, exc, current_flow_run_id())
         raise
     config = request.config
     traffic = Traffic(canary_percent=canary_percent, bake_s=bake_s)
@@ -230,7 +231,7 @@ def deploy(
             observed = observe(request)
             plan = plan_deploy(request, observed, traffic, allow_destructive)
             # Opened only under the lock: recovery treats open records as abandoned.
-            started = _start(ledger, attempt, observed)
+            started = open_record(ledger, attempt, observed)
             run = Run(
                 config,
                 request.revision,
@@ -244,9 +245,9 @@ def deploy(
             record = Executor(run).execute()
             stage = "deploy lock release"
     except GangwayError as exc:
-        record = _after_stop(ledger, attempt, record, stage, exc)
+        record = after_stop(ledger, attempt, record, stage, exc)
     if held is not None and held.lost is not None:
-        record = _lock_lost(ledger, attempt, held) or record
+        record = note_lock_lost(ledger, attempt, held) or record
     if record.outcome is not Outcome.SUCCEEDED:
         raise DeployFailed(
             record,
@@ -259,7 +260,7 @@ def deploy(
     return record
 
 
-def _lock_lost(ledger: Ledger, attempt: DeployRecord, lock: HeldLock) -> DeployRecord | None:
+def note_lock_lost(ledger: Ledger, attempt: DeployRecord, lock: HeldLock) -> DeployRecord | None:
     """A lost deploy lock is one more note on the record (the trigger, if it stopped the
     deploy, says so too); leaving the lock never raises over it."""
     if ledger.get(attempt.deploy_id) is None or lock.lost is None:
@@ -279,7 +280,7 @@ def _lock_lost(ledger: Ledger, attempt: DeployRecord, lock: HeldLock) -> DeployR
     return ledger.get(attempt.deploy_id)
 
 
-def _after_stop(
+def after_stop(
     ledger: Ledger,
     attempt: DeployRecord,
     record: DeployRecord | None,

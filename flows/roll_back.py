@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.deploy import DeployFailed, _after_stop, _flow_run_id, _lock_lost, _start
+from flows.deploy import DeployFailed, after_stop, current_flow_run_id, note_lock_lost, open_record
 from flows.deploy_steps import Observed, Run
 from flows.executor import Executor
 from flows.recovery import recover_abandoned
@@ -277,7 +277,9 @@ def _execute(
         notes, evidence = check_target(config, ledger, target)
     except ConfigError as exc:
         gates = [exc.result] if isinstance(exc, SchemaRefused) else []
-        record_rollback_refusal(env, exc, service, target, request.reason, gates, _flow_run_id())
+        record_rollback_refusal(
+            env, exc, service, target, request.reason, gates, current_flow_run_id()
+        )
         raise
     schema_now = (
         migrations.plan_migrations(config).current if config.migrations_dir is not None else None
@@ -287,7 +289,7 @@ def _execute(
     )
     attempt = _attempt(opening, target, current, request.reason)
     plan = _plan(config, target, live, schema_now)
-    started = _start(ledger, attempt, observed)
+    started = open_record(ledger, attempt, observed)
     run = Run(
         config,
         SourceRevision(sha=target.commit_sha, dirty=target.dirty),
@@ -337,15 +339,15 @@ def roll_back(
     try:
         request = validate_rollback(env, reason, to, project)
     except ConfigError as exc:
-        record_rollback_refusal(env, exc, reason=reason or "", flow_run_id=_flow_run_id())
+        record_rollback_refusal(env, exc, reason=reason or "", flow_run_id=current_flow_run_id())
         raise
     config = request.config
     ledger = Ledger(secrets=config.secret_values())
     service = config.service.name
     # Opened only once the target is known (under the lock); an error before that is
-    # recorded under this id (flows/deploy._after_stop).
+    # recorded under this id (flows/deploy.after_stop).
     opening = DeployRecord(
-        kind=KIND, env=env, service=service, commit_sha="", flow_run_id=_flow_run_id(),
+        kind=KIND, env=env, service=service, commit_sha="", flow_run_id=current_flow_run_id(),
         notes=[f"reason: {request.reason}"],
     )
     held: HeldLock | None = None
@@ -363,9 +365,9 @@ def roll_back(
     except ConfigError:
         raise  # a refusal: on record already, nothing moved
     except GangwayError as exc:
-        record = _after_stop(ledger, opening, record, stage, exc)
+        record = after_stop(ledger, opening, record, stage, exc)
     if held is not None and held.lost is not None:
-        record = _lock_lost(ledger, opening, held) or record
+        record = note_lock_lost(ledger, opening, held) or record
     if record.outcome is not Outcome.SUCCEEDED:
         raise DeployFailed(
             record,
