@@ -9,7 +9,6 @@ asserted is read back from the world: the ledger, the image's label, the alias.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,17 @@ from pathlib import Path
 import docker as docker_sdk
 import pytest
 import sqlalchemy as sa
+from service_repo import (
+    APP,
+    DEV_TOML,
+    KEY,
+    SERVICE,
+    SERVICE_TOML,
+    _git,
+    explain,
+    gangway,
+    make_service,
+)
 
 from gangway.config import REPO_ROOT, load_config
 from gangway.errors import ConfigError
@@ -27,94 +37,6 @@ from tasks import lambda_read
 from tasks.env_lock import DeployLockError, DeployLockLost
 from tasks.lease_lock import LEASES, lease_lock, lease_name
 from tasks.ledger import Ledger
-
-SERVICE = "gw-echo"
-KEY = "echo"
-
-DOCKERFILE = """\
-FROM gangway-rehearsal/lambda-python:3.11
-COPY app.py ${LAMBDA_TASK_ROOT}/
-CMD ["app.handler"]
-"""
-APP = """\
-import json
-
-
-def handler(event, context):
-    return {"statusCode": 200, "body": json.dumps({"echo": event, "ok": True})}
-"""
-SERVICE_TOML = f"""\
-[service]
-name = "{SERVICE}"
-
-[service.build]
-context = "src"
-repository = "{SERVICE}"
-
-[functions.{KEY}]
-handler = "app.handler"
-required_env = ["TZ"]
-timeout = 10
-memory = 256
-app_logs = false
-
-[[smoke]]
-name = "echo answers"
-function = "{KEY}"
-event = {{ hello = "{{correlation_id}}" }}
-status_code = 200
-expect = {{ ok = true }}
-"""
-DEV_TOML = """\
-[environment]
-name = "dev"
-registry = "127.0.0.1:5000"
-
-[environment.aws]
-region = "ap-southeast-1"
-endpoint_url = "http://127.0.0.1:4566"
-
-[function_env]
-TZ = "UTC"
-"""
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-
-
-def make_service(root: Path) -> Path:
-    """A one-function service in its own git repository, with one commit."""
-    (root / "src").mkdir(parents=True)
-    (root / "deployments").mkdir()
-    (root / "src" / "Dockerfile").write_text(DOCKERFILE)
-    (root / "src" / "app.py").write_text(APP)
-    (root / "deployments" / "service.toml").write_text(SERVICE_TOML)
-    (root / "deployments" / "dev.toml").write_text(DEV_TOML)
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-qm", "echo service")
-    return root
-
-
-def gangway(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The CLI in its own process, from gangway's repository, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def explain(done: subprocess.CompletedProcess[str]) -> str:
-    """What to print when an assertion about a run fails."""
-    return (
-        f"exit {done.returncode}\n--- stdout ---\n{done.stdout[-3000:]}\n"
-        f"--- stderr ---\n{done.stderr[-3000:]}"
-    )
 
 
 @pytest.fixture(scope="module")

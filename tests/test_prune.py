@@ -19,6 +19,7 @@ from typing import Any
 import docker as docker_sdk
 import pytest
 from botocore.exceptions import ClientError
+from service_repo import APP, KEY, _git, explain, gangway, make_service
 
 from gangway.config import load_config
 from gangway.prune_plan import FunctionVersions, PruneInputs, RouteState, plan_prune
@@ -26,7 +27,6 @@ from gangway.record import DeployRecord, FunctionMove, Outcome
 from tasks.aws import client
 from tasks.ledger import Ledger
 from tasks.registry import RegistryClient
-from tests.test_project import APP, KEY, _git, explain, gangway, make_service
 
 # Its own service per run: no earlier run's versions or images (or another test's) are in play.
 SERVICE = f"gw-prune-{uuid.uuid4().hex[:6]}"

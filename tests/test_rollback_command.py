@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from service_repo import KEY, _git, explain, gangway, make_service
+from test_cli import HEADLINE, Run, run
 
 from gangway.config import REPO_ROOT, load_config
 from gangway.record import DeployRecord, Outcome
 from rehearsal.scratch_commits import ScratchCommits
 from tasks import lambda_read, schema
 from tasks.ledger import Ledger
-from tests.test_cli import HEADLINE, Run, run
-from tests.test_project import KEY, _git, explain, gangway, make_service
 
 pytestmark = pytest.mark.stack
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_project import KEY, SERVICE, make_service
+from service_repo import KEY, SERVICE, make_service
 
 from flows.status import LiveRouting, LockState, SchemaState, VersionImage, environment_status
 from gangway.config import REPO_ROOT, DeployConfig, load_config
