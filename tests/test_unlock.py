@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from service_repo import DEV_TOML
 from sqlalchemy.pool import NullPool
 
 from gangway.config import REPO_ROOT, DeployConfig, load_config
@@ -46,18 +47,6 @@ required_env = ["TZ"]
 timeout = 10
 memory = 256
 app_logs = false
-"""
-DEV_TOML = """\
-[environment]
-name = "dev"
-registry = "127.0.0.1:5000"
-
-[environment.aws]
-region = "ap-southeast-1"
-endpoint_url = "http://127.0.0.1:4566"
-
-[function_env]
-TZ = "UTC"
 """
 LEASE_CHILD = """
 import sys, time
