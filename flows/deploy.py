@@ -125,13 +125,15 @@ def current_flow_run_id() -> str | None:
         return None
 
 
-def _holder(ledger: Ledger, env: str, service: str) -> str:
+def lock_holder(ledger: Ledger, env: str, service: str) -> str:
+    """Who holds the environment's deploy lock, as the ledger knows it (for a refusal)."""
     running = ledger.running(env, service)
     if not running:
         return "a deploy holding the lock (no running record in this ledger)"
     r = running[0]
     return (
-        f"deploy {r.deploy_id} of {r.commit_sha[:12]} by {r.actor}, started {r.started_at:%H:%M:%S}"
+        f"{r.kind} {r.deploy_id} of {r.commit_sha[:12]} by {r.actor}, "
+        f"started {r.started_at:%H:%M:%S}"
     )
 
 
@@ -222,7 +224,7 @@ def deploy(
     service = config.service.name
     try:
         with deploy_lock(
-            config, timeout_s, lambda: _holder(ledger, env, service), attempt.deploy_id
+            config, timeout_s, lambda: lock_holder(ledger, env, service), attempt.deploy_id
         ) as held:
             stage = "recovery"
             for closed in recover_abandoned(config, ledger, by=f"deploy {attempt.deploy_id}"):

@@ -261,5 +261,5 @@ def prune(
         r = holder[0]
         return f"{r.kind} {r.deploy_id} by {r.actor}, started {r.started_at:%H:%M:%S}"
 
-    with deploy_lock(config, timeout_s, describe_holder):
+    with deploy_lock(config, timeout_s, describe_holder, "prune"):
         return DeleteExecutor(config, ledger).run(plan_prune(observe(config, ledger, keep)))

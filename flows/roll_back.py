@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.deploy import DeployFailed, after_stop, current_flow_run_id, note_lock_lost, open_record
+from flows.deploy import (
+    DeployFailed,
+    after_stop,
+    current_flow_run_id,
+    lock_holder,
+    note_lock_lost,
+    open_record,
+)
 from flows.deploy_steps import Observed, Run
 from flows.executor import Executor
 from flows.recovery import recover_abandoned
@@ -253,14 +260,6 @@ class RollbackExecutor(Executor):
         super().finish(outcome, message)
 
 
-def _holder(ledger: Ledger, env: str, service: str) -> str:
-    running = ledger.running(env, service)
-    if not running:
-        return "a deploy holding the lock (no running record in this ledger)"
-    r = running[0]
-    return f"{r.kind} {r.deploy_id} by {r.actor}, started {r.started_at:%H:%M:%S}"
-
-
 def _execute(
     config: DeployConfig,
     ledger: Ledger,
@@ -355,7 +354,9 @@ def roll_back(
     stage = "deploy lock"
     try:
         timeout_s = config.environment.deploy.lock_timeout_s
-        with deploy_lock(config, timeout_s, lambda: _holder(ledger, env, service)) as held:
+        with deploy_lock(
+            config, timeout_s, lambda: lock_holder(ledger, env, service), opening.deploy_id
+        ) as held:
             stage = "recovery"
             for closed in recover_abandoned(config, ledger, by=f"rollback in {env}"):
                 print(f"closed abandoned deploy {closed.deploy_id}: {closed.rollback}")
