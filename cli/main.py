@@ -21,6 +21,7 @@ from cli import rollback as rollback_cli
 from cli import status as status_cli
 from cli import unlock as unlock_cli
 from cli.init import add_arguments, run_init, stdin_ask
+from cli.project import requested_project
 from gangway import interrupts
 from gangway.config import (
     apply_env_file,
@@ -67,9 +68,10 @@ def _gate(args: argparse.Namespace) -> int:
     from flows.request import resolve_source
 
     # Bad input fails here, before a flow run exists (no Prefect ERROR line repeating it).
-    resolve_source(load_config(args.env, project=_project(args)), None)
+    project = requested_project(args)
+    resolve_source(load_config(args.env, project=project), None)
     started = time.monotonic()
-    outcome = build_and_gate(env=args.env, push_image=not args.no_push, project=_project(args))
+    outcome = build_and_gate(env=args.env, push_image=not args.no_push, project=project)
     total = time.monotonic() - started
     if args.json:
         print(
@@ -165,7 +167,7 @@ def _deploy(args: argparse.Namespace) -> int:
         # Every input is checked before a flow run exists: bad input is exit 2 with one
         # refused record, never a failed Prefect run that logs the whole error again.
         validate_request(
-            args.env, args.sha, args.canary, args.bake, args.promote, _project(args)
+            args.env, args.sha, args.canary, args.bake, args.promote, requested_project(args)
         )
     except (ConfigError, RegistryError) as exc:
         if not args.dry_run:
@@ -181,7 +183,7 @@ def _deploy(args: argparse.Namespace) -> int:
             allow_destructive=args.allow_destructive,
             dry_run=args.dry_run,
             promote=args.promote,
-            project=_project(args),
+            project=requested_project(args),
         )
     except RegistryError as exc:  # only a refused promotion escapes the flow as one
         print(exc.render(), file=sys.stderr)
@@ -207,11 +209,6 @@ def _deploy(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(result.model_dump_json(indent=2) if args.json else render_record(result))
     return EXIT_OK
-
-
-def _project(args: argparse.Namespace) -> str | None:
-    """The project the flow is told of: the one given, else what the environment says."""
-    return getattr(args, "project", None) or os.environ.get("GANGWAY_PROJECT") or None
 
 
 def _context(exc: BaseException, wanted: type[E]) -> E | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
+
+from cli.project import requested_project
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from flows.prune import prune
     from gangway.prune_plan import render_prune_plan
 
-    project = getattr(args, "project", None) or os.environ.get("GANGWAY_PROJECT") or None
+    project = requested_project(args)
     result = prune(args.env, keep=args.keep, dry_run=args.dry_run, project=project)
     if args.json:
         print(

@@ -8,9 +8,9 @@ live schema no longer meets the target's requirement).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from cli.project import requested_project
 from gangway.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from flows.deploy import DeployFailed
     from flows.roll_back import record_rollback_refusal, roll_back, validate_rollback
 
-    project = getattr(args, "project", None) or os.environ.get("GANGWAY_PROJECT") or None
+    project = requested_project(args)
     try:
         # Bad input is refused before a flow run exists (one refused record, exit 2).
         validate_rollback(args.env, args.reason, args.to, project)

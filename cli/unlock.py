@@ -7,9 +7,9 @@ Exit codes: 0 cleared or nothing to clear, 2 refused (its holder may be alive) o
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from cli.project import requested_project
 from gangway.config import load_config
 from gangway.errors import ConfigError, GangwayError
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Prove the holder gone and clear the lock, or refuse naming the holder."""
     from flows.unlock import unlock
 
-    project = getattr(args, "project", None) or os.environ.get("GANGWAY_PROJECT") or None
+    project = requested_project(args)
     try:
         result = unlock(load_config(args.env, project=project), args.reason)
     except ConfigError as exc:

@@ -248,16 +248,34 @@ def deploy(
             stage = "deploy lock release"
     except GangwayError as exc:
         record = after_stop(ledger, attempt, record, stage, exc)
+    return conclude(
+        ledger, attempt, record, held, "deploy",
+        expected="every gate to pass",
+        remedy="see the trigger's remedy above; the ledger has the evidence",
+    )
+
+
+def conclude(
+    ledger: Ledger,
+    attempt: DeployRecord,
+    record: DeployRecord,
+    held: HeldLock | None,
+    what: str,
+    *,
+    expected: str,
+    remedy: str,
+) -> DeployRecord:
+    """An attempt's end (deploy or rollback): a lost lock noted on the record, and anything
+    but success raised as DeployFailed carrying the record."""
     if held is not None and held.lost is not None:
         record = note_lock_lost(ledger, attempt, held) or record
     if record.outcome is not Outcome.SUCCEEDED:
         raise DeployFailed(
             record,
-            f"deploy {record.deploy_id} {record.message}",
-            expected="every gate to pass",
+            f"{what} {record.deploy_id} {record.message}",
+            expected=expected,
             found=(record.trigger or {}).get("error", "")[:1500],
-            remedy="see the trigger's remedy above; the ledger has the evidence "
-            f"(gangway ledger show {record.deploy_id})",
+            remedy=f"{remedy} (gangway ledger show {record.deploy_id})",
         )
     return record
 

@@ -19,11 +19,10 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.deploy import (
-    DeployFailed,
     after_stop,
+    conclude,
     current_flow_run_id,
     lock_holder,
-    note_lock_lost,
     open_record,
 )
 from flows.deploy_steps import Observed, Run
@@ -367,18 +366,11 @@ def roll_back(
         raise  # a refusal: on record already, nothing moved
     except GangwayError as exc:
         record = after_stop(ledger, opening, record, stage, exc)
-    if held is not None and held.lost is not None:
-        record = note_lock_lost(ledger, opening, held) or record
-    if record.outcome is not Outcome.SUCCEEDED:
-        raise DeployFailed(
-            record,
-            f"rollback {record.deploy_id} {record.message}",
-            expected="the target's versions to pass the smoke cases",
-            found=(record.trigger or {}).get("error", "")[:1500],
-            remedy="the aliases were put back where they were before the rollback; see "
-            f"gangway ledger show {record.deploy_id}",
-        )
-    return record
+    return conclude(
+        ledger, opening, record, held, "rollback",
+        expected="the target's versions to pass the smoke cases",
+        remedy="the aliases were put back where they were before the rollback; see the ledger",
+    )
 
 
 # prefect.yaml's entrypoint: the stack names a deployment's flow after its entrypoint's

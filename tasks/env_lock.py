@@ -222,13 +222,19 @@ def deploy_lock(
         yield lock
 
 
+def used_by(conn: sa.Connection, name: str) -> int | None:
+    """The id of the MySQL connection holding the named lock (None: nobody holds it)."""
+    held = conn.execute(sa.text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
+    return None if held is None else int(held)
+
+
 def named_lock_holder(config: DeployConfig) -> str | None:
     """Who holds the environment's deploy lock now, read only (None: nobody)."""
     name = lock_name(config, "deploy")
     engine = _engine(config)
     try:
         with engine.connect() as conn:
-            holder = conn.execute(sa.text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
+            holder = used_by(conn, name)
             if holder is None:
                 return None
             # Visible for the lock's own user (deploys share it); else only the id is known.

@@ -47,6 +47,17 @@ class LeaseError(GangwayError):
     boundary = "orchestration"
 
 
+def store_error(ledger: Ledger, doing: str, exc: Exception) -> LeaseError:
+    """The ledger store failed while doing something with a deploy lease."""
+    return LeaseError(
+        f"{doing} the deploy lease failed",
+        expected=f"a readable, writable ledger store at {ledger.safe_url} (it holds the "
+        "deploy lease of a service without a database)",
+        found=f"{type(exc).__name__}: {str(exc)[:300]}",
+        remedy="fix GANGWAY_LEDGER_URL or the permissions of GANGWAY_HOME",
+    )
+
+
 def lease_name(config: DeployConfig) -> str:
     """The lease's name: one per service and environment."""
     return f"gangway:deploy:{config.service.name}:{config.environment.name}"[:128]
@@ -173,12 +184,7 @@ def active_lease_holder(ledger: Ledger, name: str) -> str | None:
     try:
         row = _read(ledger, name)
     except SQLAlchemyError as exc:
-        raise LeaseError(
-            "reading the deploy lease failed",
-            expected=f"a readable ledger store at {ledger.safe_url}",
-            found=f"{type(exc).__name__}: {str(exc)[:300]}",
-            remedy="fix GANGWAY_LEDGER_URL or the permissions of GANGWAY_HOME",
-        ) from exc
+        raise store_error(ledger, "reading", exc) from exc
     if row is None or row.expires < time.time():
         return None
     return f"{row.holder} (lease expires in {row.expires - time.time():.0f}s unless renewed)"
@@ -212,13 +218,7 @@ def lease_lock(
                 )
             time.sleep(ACQUIRE_POLL_S)
     except SQLAlchemyError as exc:
-        raise LeaseError(
-            "taking the deploy lease failed",
-            expected=f"a writable ledger store at {ledger.safe_url} (it holds the deploy lease "
-            "of a service without a database)",
-            found=f"{type(exc).__name__}: {str(exc)[:300]}",
-            remedy="fix GANGWAY_LEDGER_URL or the permissions of GANGWAY_HOME",
-        ) from exc
+        raise store_error(ledger, "taking", exc) from exc
     lock = LeaseLock(ledger, name, token, config.environment.deploy.lock_heartbeat_s)
     lock.start()
     try:

@@ -32,8 +32,8 @@ from sqlalchemy.pool import NullPool
 
 from gangway.config import DeployConfig
 from tasks import schema
-from tasks.env_lock import CHECK_TIMEOUT_S
-from tasks.lease_lock import LEASES, LeaseError, lease_name
+from tasks.env_lock import CHECK_TIMEOUT_S, used_by
+from tasks.lease_lock import LEASES, lease_name, store_error
 from tasks.ledger import Ledger
 from tasks.lock_holders import Holder, find, parse_lease_holder, process_gone, server_started
 from tasks.migrations import lock_name
@@ -101,12 +101,7 @@ def clear_lease(config: DeployConfig, ledger: Ledger) -> Verdict:
                 )
             ).rowcount
     except SQLAlchemyError as exc:
-        raise LeaseError(
-            "reading or clearing the deploy lease failed",
-            expected=f"a readable, writable ledger store at {ledger.safe_url}",
-            found=f"{type(exc).__name__}: {str(exc)[:300]}",
-            remedy="fix GANGWAY_LEDGER_URL or the permissions of GANGWAY_HOME",
-        ) from exc
+        raise store_error(ledger, "reading or clearing", exc) from exc
     if deleted != 1:
         return Verdict(
             "lease", name, "refused", holder,
@@ -165,7 +160,7 @@ def clear_named_lock(config: DeployConfig, ledger: Ledger) -> Verdict:
 def _inspect_and_kill(
     config: DeployConfig, ledger: Ledger, conn: sa.Connection, name: str
 ) -> Verdict:
-    holder_id = _used_by(conn, name)
+    holder_id = used_by(conn, name)
     if holder_id is None:
         return Verdict("named lock", name, "free", "nobody", "no connection holds it")
     holder = find(ledger, name, holder_id, server_started(conn))
@@ -189,7 +184,7 @@ def _inspect_and_kill(
     if proof.startswith("refused: "):
         return Verdict("named lock", name, "refused", named, proof.removeprefix("refused: "))
     # Compare-and-set: kill only the connection that still holds it.
-    now_held = _used_by(conn, name)
+    now_held = used_by(conn, name)
     if now_held != holder_id:
         state: State = "free" if now_held is None else "refused"
         return Verdict(
@@ -199,9 +194,9 @@ def _inspect_and_kill(
         )
     conn.execute(sa.text(f"KILL CONNECTION {int(holder_id)}"))
     deadline = time.monotonic() + KILL_WAIT_S
-    while _used_by(conn, name) == holder_id and time.monotonic() < deadline:
+    while used_by(conn, name) == holder_id and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _used_by(conn, name) == holder_id:
+    if used_by(conn, name) == holder_id:
         return Verdict(
             "named lock", name, "refused", named,
             f"KILL CONNECTION {holder_id} was sent but the lock was still held "
@@ -239,11 +234,6 @@ def _holder_gone(config: DeployConfig, ledger: Ledger, holder: Holder, seen: _Co
         f"{'(none)' if last is None else f'{last:.0f}s'} (>= {limit:.0f}s; a live holder "
         f"checks the lock every {beat:g}s)"
     )
-
-
-def _used_by(conn: sa.Connection, name: str) -> int | None:
-    held = conn.execute(sa.text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
-    return None if held is None else int(held)
 
 
 def _connection(conn: sa.Connection, connection_id: int) -> _Connection | None:
