@@ -39,6 +39,7 @@ lint: venv
 
 bench: venv stack
 	$(BIN)/python bench/deploy.py
+	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/faults.py
 
 clean:

@@ -94,6 +94,20 @@ def _invoke_client(config: DeployConfig) -> Any:
     )
 
 
+def import_each(engine: docker.DockerClient, image: str, config: DeployConfig) -> None:
+    """The seeds' import check: one `docker run` per handler, importing it (raises on failure)."""
+    for fn in config.functions.values():
+        module, attribute = fn.spec.handler.rsplit(".", 1)
+        engine.containers.run(
+            image,
+            entrypoint=["python3", "-c", f"import {module}; {module}.{attribute}"],
+            command=[],
+            environment=fn.env_plain(),
+            network_disabled=True,
+            remove=True,
+        )
+
+
 def baseline_deploy(
     engine: docker.DockerClient, config: DeployConfig, context: Path, stamp: str
 ) -> BaselineRun:
@@ -120,16 +134,7 @@ def baseline_deploy(
     phase("build", started)
 
     started = time.monotonic()
-    for fn in config.functions.values():
-        module, attribute = fn.spec.handler.rsplit(".", 1)
-        engine.containers.run(
-            image.id,
-            entrypoint=["python3", "-c", f"import {module}; {module}.{attribute}"],
-            command=[],
-            environment=fn.env_plain(),
-            network_disabled=True,
-            remove=True,
-        )
+    import_each(engine, image.id, config)
     phase("import check per handler", started)
 
     started = time.monotonic()

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from cli import gate as gate_cli
 from cli import prune as prune_cli
 from cli import rollback as rollback_cli
 from cli import status as status_cli
@@ -27,7 +28,6 @@ from gangway.config import (
     apply_env_file,
     available_environments,
     gangway_home,
-    load_config,
     project_root,
 )
 from gangway.errors import ConfigError, GangwayError, RegistryError
@@ -60,51 +60,6 @@ def _stack(args: argparse.Namespace) -> int:
         status = stack.status()
     print(status.render())
     apply_env_file()
-    return EXIT_OK
-
-
-def _gate(args: argparse.Namespace) -> int:
-    from flows.image import build_and_gate
-    from flows.request import resolve_source
-
-    # Bad input fails here, before a flow run exists (no Prefect ERROR line repeating it).
-    project = requested_project(args)
-    resolve_source(load_config(args.env, project=project), None)
-    started = time.monotonic()
-    outcome = build_and_gate(env=args.env, push_image=not args.no_push, project=project)
-    total = time.monotonic() - started
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "env": args.env,
-                    "commit_sha": outcome.built.revision.sha,
-                    "dirty": outcome.built.revision.dirty,
-                    "image": outcome.built.reference,
-                    "digest": outcome.pushed.digest if outcome.pushed else None,
-                    "gate": outcome.gate.model_dump(mode="json"),
-                    "seconds": round(total, 2),
-                },
-                indent=2,
-            )
-        )
-        return EXIT_OK
-    print(gate_text(outcome.gate))
-    print()
-    rows = [
-        (
-            "commit",
-            outcome.built.revision.sha + (" (dirty tree)" if outcome.built.revision.dirty else ""),
-        ),
-        ("image", outcome.built.reference),
-        ("digest", outcome.pushed.by_digest if outcome.pushed else "(not pushed)"),
-        ("vendor", f"{outcome.built.vendor_s:.1f}s"),
-        ("build", f"{outcome.built.build_s:.1f}s"),
-        ("in-image gate", f"{outcome.gate.duration_s:.1f}s ({len(outcome.gate.checks)} checks)"),
-        ("push", f"{outcome.pushed.push_s:.1f}s" if outcome.pushed else "-"),
-        ("total (with Prefect)", f"{total:.1f}s"),
-    ]
-    print(table(("step", "result"), rows))
     return EXIT_OK
 
 
@@ -348,13 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", help="environment(s) to seed (default: all)")
     p.set_defaults(run=_stack)
 
-    p = sub.add_parser(
-        "gate", parents=[project], help="build the image, import every handler inside it, push it"
-    )
-    p.add_argument("--env", required=True, help=f"one of: {', '.join(envs)}")
-    p.add_argument("--no-push", action="store_true", help="stop after the in-image gate")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(run=_gate)
+    p = sub.add_parser("gate", parents=[project], help=gate_cli.HELP)
+    gate_cli.add_arguments(p, envs)
+    p.set_defaults(run=gate_cli.run)
 
     p = sub.add_parser(
         "deploy", parents=[project], help="deploy one commit to one environment, with evidence"

@@ -617,6 +617,16 @@ def load_config(
 
     project: the service checkout (see project_root); root and directory default from it."""
     root = root or project_root(project)
+    return _finish(read_settings(env, directory, root), env, root)
+
+
+def read_settings(
+    env: str, directory: Path | None = None, root: Path | None = None
+) -> DeploySettings:
+    """One environment's merged, validated settings as declared: ``${VAR}`` references are
+    left unresolved (no secret is read), so a job without the secrets can still read what an
+    environment declares (the PR gate's configuration contract). ConfigError when invalid."""
+    root = root or project_root()
     directory = directory or deployments_dir(root)
     if not ENV_NAME.fullmatch(env):
         raise ConfigError(
@@ -671,7 +681,7 @@ def load_config(
             found=problems,
             remedy="fix the named keys (or the GANGWAY_* variable that overrides them)",
         ) from exc
-    return _finish(raw, env, root)
+    return raw
 
 
 def _problem(err: Any) -> str:

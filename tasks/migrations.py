@@ -12,6 +12,7 @@ import io
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
@@ -87,10 +88,17 @@ def _offline_sql(
 
 def revisions(config: DeployConfig) -> tuple[Revision, ...]:
     """Every revision from base to head, oldest first, with its offline SQL."""
+    assert config.migrations_dir is not None  # callers plan migrations only when declared
+    return revisions_in(config.migrations_dir, config.database_url())
+
+
+def revisions_in(script_location: Path, url: str) -> tuple[Revision, ...]:
+    """Every revision of an alembic folder, oldest first, with the SQL it would emit for the
+    dialect of url (offline: nothing connects, so a dialect-only URL will do)."""
     buffer = io.StringIO()
     cfg = AlembicConfig(output_buffer=buffer)
-    cfg.set_main_option("script_location", str(config.migrations_dir))
-    cfg.set_main_option("sqlalchemy.url", config.database_url().replace("%", "%%"))
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     script = ScriptDirectory.from_config(cfg)
     ordered = list(reversed(list(script.walk_revisions("base", "heads"))))
     result = []
@@ -126,6 +134,14 @@ def plan_migrations(config: DeployConfig) -> MigrationPlan:
         pending=every[start:],
         all_revisions=every,
     )
+
+
+def destructive_reasons(
+    statement: str, live: dict[str, dict[str, schema.Column]] | None = None
+) -> list[str]:
+    """Why a statement is destructive (empty: expand-only). live: the tables' columns now;
+    without them (offline) a MODIFY is judged by its text alone, not against the old type."""
+    return _destructive(statement, live or {})
 
 
 def _destructive(statement: str, live: dict[str, dict[str, schema.Column]]) -> list[str]:

@@ -274,11 +274,11 @@ def test_make_demo_as_the_readme_writes_it(stack: object) -> None:
 
 
 def test_gate_json_checks_every_function(config: DeployConfig) -> None:
-    gate = run("gate", "--env", ENV, "--no-push", "--json")
+    gate = run("gate", "--env", ENV, "--json")
     assert gate.code == 0, gate.explain()
     body = json.loads(gate.out)
     assert body["env"] == ENV
-    assert body["digest"] is None, "--no-push must not push"
+    assert body["digest"] is None, "no push without --push"
     assert body["commit_sha"] == head_sha()
     checks = body["gate"]["checks"]
     assert checks and all(c["ok"] for c in checks), gate.explain()
@@ -296,7 +296,6 @@ def test_gate_of_a_dockerfile_outside_the_repository_is_dirty(
         "gate",
         "--env",
         ENV,
-        "--no-push",
         "--json",
         env={"GANGWAY_SERVICE__BUILD__DOCKERFILE": str(dockerfile)},
     )
@@ -307,7 +306,7 @@ def test_gate_of_a_dockerfile_outside_the_repository_is_dirty(
 
 
 def test_gate_with_bad_configuration_exits_2_before_a_flow_run(stack: object) -> None:
-    gate = run("gate", "--env", ENV, "--no-push", env={"GANGWAY_FUNCTIONS__API__TIMEOUT": "true"})
+    gate = run("gate", "--env", ENV, env={"GANGWAY_FUNCTIONS__API__TIMEOUT": "true"})
     assert gate.code == 2, gate.explain()
     assert "[config]" in gate.err and "functions.api.timeout" in gate.err, gate.explain()
     assert "| ERROR" not in gate.text and "Beginning flow run" not in gate.text, gate.explain()
