@@ -95,16 +95,10 @@ def _check_input(args: argparse.Namespace) -> tuple[str, list[str]]:
 
 def _carried(exc: BaseException) -> Any:
     """The GatesFailed in exc's chain (Prefect may wrap the flow's own exception), or None."""
+    from cli.main import _context
     from flows.image import GatesFailed
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, GatesFailed):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return _context(exc, GatesFailed)
 
 
 def append_summary(path: Path, markdown: str) -> None:
