@@ -228,6 +228,35 @@ def used_by(conn: sa.Connection, name: str) -> int | None:
     return None if held is None else int(held)
 
 
+@dataclass(frozen=True)
+class SeenConnection:
+    """A MySQL connection as the server's process list shows it."""
+
+    user: str
+    host: str
+    command: str
+    idle_s: float  # seconds since its last statement; 0 while one runs
+
+    def describe(self) -> str:
+        """``user@host, Command for Ns``."""
+        return f"{self.user}@{self.host}, {self.command} for {self.idle_s:.0f}s"
+
+
+def connection_seen(conn: sa.Connection, connection_id: int) -> SeenConnection | None:
+    """The process-list entry of connection_id (None: gone, or not visible to this user)."""
+    row = conn.execute(
+        sa.text(
+            "SELECT USER, HOST, COMMAND, TIME FROM information_schema.PROCESSLIST WHERE ID = :i"
+        ),
+        {"i": connection_id},
+    ).first()
+    if row is None:
+        return None
+    user, host, command, seconds = row
+    idle = float(seconds or 0) if str(command) == "Sleep" else 0.0
+    return SeenConnection(str(user), str(host), str(command), idle)
+
+
 def named_lock_holder(config: DeployConfig) -> str | None:
     """Who holds the environment's deploy lock now, read only (None: nobody)."""
     name = lock_name(config, "deploy")
@@ -238,17 +267,12 @@ def named_lock_holder(config: DeployConfig) -> str | None:
             if holder is None:
                 return None
             # Visible for the lock's own user (deploys share it); else only the id is known.
-            who = conn.execute(
-                sa.text(
-                    "SELECT USER, HOST FROM information_schema.PROCESSLIST WHERE ID = :id"
-                ),
-                {"id": holder},
-            ).first()
+            who = connection_seen(conn, holder)
     except SQLAlchemyError as exc:
         raise schema.db_error(config, exc, "reading the deploy lock") from exc
     finally:
         engine.dispose()
-    where = f" ({who[0]}@{who[1]})" if who else ""
+    where = f" ({who.user}@{who.host})" if who else ""
     return f"MySQL connection {holder}{where} holds {name!r}"
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.pool import NullPool
 
 from gangway.config import DeployConfig
 from tasks import schema
-from tasks.env_lock import CHECK_TIMEOUT_S, used_by
+from tasks.env_lock import CHECK_TIMEOUT_S, SeenConnection, connection_seen, used_by
 from tasks.lease_lock import LEASES, lease_name, store_error
 from tasks.ledger import Ledger
 from tasks.lock_holders import Holder, find, parse_lease_holder, process_gone, server_started
@@ -128,17 +128,6 @@ def _when(seconds: float) -> str:
 
 
 # -- the MySQL named lock --------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Connection:
-    user: str
-    host: str
-    command: str
-    idle_s: float  # seconds since its last statement; 0 while one runs
-
-    def describe(self) -> str:
-        return f"{self.user}@{self.host}, {self.command} for {self.idle_s:.0f}s"
-
-
 def clear_named_lock(config: DeployConfig, ledger: Ledger) -> Verdict:
     """KILL the holding connection when its recorded holder is proven gone (see module doc)."""
     name = lock_name(config, "deploy")
@@ -164,7 +153,7 @@ def _inspect_and_kill(
     if holder_id is None:
         return Verdict("named lock", name, "free", "nobody", "no connection holds it")
     holder = find(ledger, name, holder_id, server_started(conn))
-    seen = _connection(conn, holder_id)
+    seen = connection_seen(conn, holder_id)
     where = f"MySQL connection {holder_id}" + (f" ({seen.describe()})" if seen else "")
     if holder is None:
         return Verdict(
@@ -205,7 +194,7 @@ def _inspect_and_kill(
     return Verdict("named lock", name, "cleared", named, f"{proof}; killed connection {holder_id}")
 
 
-def _holder_gone(config: DeployConfig, ledger: Ledger, holder: Holder, seen: _Connection) -> str:
+def _holder_gone(config: DeployConfig, ledger: Ledger, holder: Holder, seen: SeenConnection) -> str:
     """The proof that holder is gone, or 'refused: <why>' (never a live holder's proof)."""
     beat = config.environment.deploy.lock_heartbeat_s
     if holder.host == socket.gethostname():
@@ -234,20 +223,6 @@ def _holder_gone(config: DeployConfig, ledger: Ledger, holder: Holder, seen: _Co
         f"{'(none)' if last is None else f'{last:.0f}s'} (>= {limit:.0f}s; a live holder "
         f"checks the lock every {beat:g}s)"
     )
-
-
-def _connection(conn: sa.Connection, connection_id: int) -> _Connection | None:
-    row = conn.execute(
-        sa.text(
-            "SELECT USER, HOST, COMMAND, TIME FROM information_schema.PROCESSLIST WHERE ID = :i"
-        ),
-        {"i": connection_id},
-    ).first()
-    if row is None:
-        return None
-    user, host, command, seconds = row
-    idle = float(seconds or 0) if str(command) == "Sleep" else 0.0
-    return _Connection(str(user), str(host), str(command), idle)
 
 
 def _record_age_s(ledger: Ledger, deploy_id: str) -> float | None:
