@@ -28,6 +28,46 @@ TRUST = {
 }
 
 
+# The execution role's inline policy (the rehearsal runs invokes with the role's credentials,
+# evaluated by moto's IAM, so a permission the service lacks fails as on AWS).
+EXECUTION_POLICY_NAME = "gangway-execution"
+
+
+def execution_policy(config: DeployConfig, role_arn: str) -> dict[str, Any]:
+    """Exactly what the service's handlers need: Lambda's own log writing for each function
+    (AWSLambdaBasicExecutionRole, scoped), and s3:PutObject in the env's bucket if it has one
+    (the reference service's report worker stores PDFs; no handler reads or lists the bucket)."""
+    env = config.environment
+    partition, account = role_arn.split(":")[1], role_arn.split(":")[4]
+    logs = f"arn:{partition}:logs:{env.aws.region}:{account}"
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "CreateLogGroups",
+            "Effect": "Allow",
+            "Action": "logs:CreateLogGroup",
+            "Resource": f"{logs}:*",
+        },
+        {
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": sorted(
+                f"{logs}:log-group:/aws/lambda/{fn.name}:*" for fn in config.functions.values()
+            ),
+        },
+    ]
+    if env.bucket is not None:
+        statements.append(
+            {
+                "Sid": "StoreReports",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:{partition}:s3:::{env.bucket}/*",
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
 def _clients(config: DeployConfig) -> dict[str, Any]:
     aws = config.environment.aws
     session = boto3.session.Session()
@@ -113,13 +153,22 @@ def _log_group(logs: Any, name: str) -> None:
 
 
 def seed_environment(config: DeployConfig, bootstrap_image_uri: str) -> list[str]:
-    """Make the role, bucket, functions, alias and log groups of one environment exist;
-    returns what it made sure of, in words."""
+    """Make the role (with its policy), bucket, functions, alias and log groups of one
+    environment exist; returns what it made sure of, in words."""
     env = config.environment
     clients = _clients(config)
     done = []
     try:
-        role = _role(clients["iam"], f"{config.service.name}-{env.name}-lambda")
+        role_name = f"{config.service.name}-{env.name}-lambda"
+        role = _role(clients["iam"], role_name)
+        # Put on every seeding (not only on creation): a re-seed restores the role's policy.
+        clients["iam"].put_role_policy(
+            RoleName=role_name,
+            PolicyName=EXECUTION_POLICY_NAME,
+            PolicyDocument=json.dumps(execution_policy(config, role)),
+        )
+        done.append(f"role {role_name} ({EXECUTION_POLICY_NAME}: logs"
+                    + (f", s3:PutObject on {env.bucket}" if env.bucket else "") + ")")
         if env.bucket is not None:
             _bucket(clients["s3"], env.bucket, env.aws.region)
             done.append(f"bucket {env.bucket}")

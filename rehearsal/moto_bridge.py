@@ -20,6 +20,16 @@ moto 5.2 and AWS Lambda, so the pipeline can trust what the rehearsal reports:
   cannot pull its runtime images here), with the function's env, memory, architecture and
   timeout; the container's log lines go to CloudWatch Logs in an AWS-style ``[VERSION]``
   stream, and an error the runtime reports sets ``FunctionError: Unhandled`` as AWS does.
+- ``run_in_image`` / ``warm_pool``: as Lambda keeps execution environments, a function
+  version's container stays warm for fidelity ``warm_s`` after an invoke and serves the next
+  invoke of the same version and configuration (a busy one is never shared); idle ones past
+  warm_s, or of a changed function, are reaped, and all go when the bridge stops.
+- ``log_format``: the RIE's REPORT has a fake ``Init Duration`` and ``Max Memory Used`` equal
+  to ``Memory Size``; REPORT carries the real figures (init only on a cold start, the
+  container's cgroup memory peak), and ``LoggingConfig.LogFormat: JSON`` (which moto dropped)
+  gives AWS's ``platform.start`` / ``platform.runtimeDone`` / ``platform.report`` records.
+- ``_environment`` / ``role_credentials``: an invoke runs with its execution role's session
+  (sts:AssumeRole on moto's STS, fidelity ``execution_role``), not the stack's key.
 - ``_filter_log_events`` / ``TextFilter``: ``?A ?B``, ``-A``, JSON and space-delimited
   patterns matched EVERY event in moto; text terms now follow AWS, the rest is refused.
 - ``_authorize``: moto's IAM policy evaluation is all or nothing (``INITIAL_NO_AUTH_ACTION_COUNT``
@@ -28,8 +38,10 @@ moto 5.2 and AWS Lambda, so the pipeline can trust what the rehearsal reports:
   an IAM user in moto's IAM backend gets moto's signature check and policy evaluation, on the
   action's real resource (moto checked Lambda and Logs calls against ``*``) and with the IAM
   action name (``lambda:InvokeFunction``, not the API's ``Invoke``); any other key passes as
-  before. moto signed an empty body as the parsed query (the request's headers, for a GET),
-  so every GET by a real key failed the signature check; the raw body is used.
+  before; a request signed by an execution role's session is evaluated against the role's
+  attached and inline policies the same way. moto signed an empty body as the parsed query
+  (the request's headers, for a GET), so every GET by a real key failed the signature check;
+  the raw body is used.
 - ``_json_refusal``: moto answered a refused request in XML to every protocol, so botocore
   saw ``Code: "403"`` and the raw XML as the message on Lambda and CloudWatch Logs. JSON
   services now get AWS's shape: 403, ``x-amzn-ErrorType: AccessDeniedException`` and AWS's
@@ -58,6 +70,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,7 +81,7 @@ import docker
 import httpx
 import requests
 from botocore.awsrequest import AWSRequest
-from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.errors import DockerException, ImageNotFound
 from docker.models.images import Image
 from moto.awslambda import exceptions as lambda_exceptions
 from moto.awslambda import models as lambda_models
@@ -91,6 +104,8 @@ from moto.utilities.utils import PARTITION_NAMES
 from werkzeug.exceptions import HTTPException
 
 from gangway.errors import StackError
+from rehearsal import fidelity, log_format, role_credentials, warm_pool
+from rehearsal.role_credentials import RoleCredentials
 
 log = logging.getLogger("gangway.moto_bridge")
 
@@ -342,6 +357,8 @@ _original_function_invoke = lambda_models.LambdaFunction.invoke
 # handler may return {"errorType": ...} and still have succeeded).
 ERROR_REPORTED = re.compile(r"\(rapid\) Sending (?:Init )?Error Response")
 REQUEST_ID = re.compile(r"(?:INVOKE START\(requestId: |START RequestId: )([0-9a-f-]{36})")
+RIE_INIT = re.compile(r"\(rapid\) INIT REPORT\(durationMs: ([0-9.]+)\)")
+RIE_DURATION = re.compile(r"^REPORT RequestId: \S+.*?\tDuration: ([0-9.]+) ms", re.MULTILINE)
 REPORT_WAIT_S = 2.0
 INVOKE_MARGIN_S = 10.0
 LAMBDA_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
@@ -377,7 +394,7 @@ def _image(client: docker.DockerClient, uri: str) -> Image:
         ) from exc
 
 
-def _environment(fn: Any) -> dict[str, str]:
+def _environment(fn: Any, credentials: RoleCredentials | None) -> dict[str, str]:
     # The function's own variables, then what Lambda itself sets (reserved names win there).
     env = {k: str(v) for k, v in (fn.environment_vars or {}).items()}
     env.update(
@@ -389,13 +406,23 @@ def _environment(fn: Any) -> dict[str, str]:
             "AWS_LAMBDA_LOG_GROUP_NAME": fn.logs_group_name,
             "AWS_REGION": fn.region,
             "AWS_DEFAULT_REGION": fn.region,
-            # Lambda injects the role's credentials; the rehearsal's are moto's test keys.
-            "AWS_ACCESS_KEY_ID": BridgeSettings.access_key,
-            "AWS_SECRET_ACCESS_KEY": BridgeSettings.secret_key,
             # Rehearsal only: on AWS the handler's boto3 finds the real endpoints by itself.
             "AWS_ENDPOINT_URL": BridgeSettings.endpoint,
         }
     )
+    if credentials is None:
+        # fidelity execution_role off: the stack's allow-everything key, as before.
+        env["AWS_ACCESS_KEY_ID"] = BridgeSettings.access_key
+        env["AWS_SECRET_ACCESS_KEY"] = BridgeSettings.secret_key
+        env.pop("AWS_SESSION_TOKEN", None)
+    else:
+        # As Lambda does: the execution role's session, evaluated by moto's IAM.
+        env["AWS_ACCESS_KEY_ID"] = credentials.access_key_id
+        env["AWS_SECRET_ACCESS_KEY"] = credentials.secret_access_key
+        env["AWS_SESSION_TOKEN"] = credentials.session_token
+    if log_format.log_format(fn) == "JSON":
+        env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        env["AWS_LAMBDA_LOG_LEVEL"] = str(fn.logging_config.get("ApplicationLogLevel", "INFO"))
     return env
 
 
@@ -418,11 +445,31 @@ def _wait_for_port(port: int, container: Any, deadline: float) -> None:
     )
 
 
-def _logs_after_invoke(container: Any, wait_for_report: bool) -> str:
+def _since(stamped: str, since: float | None) -> str:
+    """The log text without docker's timestamps, only lines written at or after since."""
+    kept: list[str] = []
+    for line in stamped.split("\n"):
+        stamp, _, text = line.partition(" ")
+        if since is not None:
+            try:
+                seconds = datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+            except ValueError:
+                seconds = since
+            if seconds < since:
+                continue
+        kept.append(text)
+    return "\n".join(kept)
+
+
+def _logs_after_invoke(container: Any, wait_for_report: bool, since: float | None = None) -> str:
+    """The container's log from since on (a warm container holds earlier invokes' lines)."""
     # The RIE can answer before it has written REPORT; read until it is there (bounded).
     deadline = time.monotonic() + (REPORT_WAIT_S if wait_for_report else 0.0)
     while True:
-        raw = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        stamped = container.logs(
+            stdout=True, stderr=True, timestamps=True, since=since
+        ).decode(errors="replace")
+        raw = _since(stamped, since)
         if "REPORT RequestId:" in raw or time.monotonic() >= deadline:
             return raw
         time.sleep(0.05)
@@ -508,13 +555,46 @@ def _interpret(fn: Any, status: int, payload: bytes, raw: str) -> Invocation:
     return Invocation(payload, bool(ERROR_REPORTED.search(raw)), lines, request_id)
 
 
-def run_in_image(fn: Any, event: bytes) -> Invocation:
-    """Run one invoke of fn in its own image under the RIE, on the host network."""
-    client = _client()
-    image = _image(client, fn.code["ImageUri"])
-    mismatch = _architecture_mismatch(fn, image)
-    if mismatch:
-        return mismatch
+def _config_key(fn: Any, image_id: str, credentials: str) -> str:
+    """What makes an execution environment this function version's: a change retires it."""
+    spec = {
+        "name": fn.function_name,
+        "version": str(fn.version),
+        "code": fn.code_sha_256,
+        "uri": fn.code.get("ImageUri"),
+        "image": image_id,
+        "entrypoint": fn.image_config.entry_point,
+        "cmd": fn.image_config.cmd,
+        "cwd": fn.image_config.working_directory,
+        "env": fn.environment_vars,
+        "memory": fn.memory_size,
+        "timeout": fn.timeout,
+        "arch": fn.architectures,
+        "role": fn.role,
+        "logging": getattr(fn, "logging_config", None),
+        "credentials": credentials,
+    }
+    return json.dumps(spec, sort_keys=True, default=str)
+
+
+def _credentials(fn: Any, settings: fidelity.Fidelity) -> RoleCredentials | None:
+    return role_credentials.for_function(fn) if settings.execution_role else None
+
+
+def _current_key(fn: Any, image_id: str, with_role: bool) -> Callable[[], str]:
+    def current() -> str:
+        session = role_credentials.peek(fn) if with_role else None
+        return _config_key(fn, image_id, session.access_key_id if session else "stack")
+
+    return current
+
+
+def _start_environment(
+    client: docker.DockerClient, fn: Any, image: Image, key: str,
+    credentials: RoleCredentials | None, current_key: Callable[[], str],
+) -> warm_pool.Environment:
+    """A cold start: a new RIE container, its emulator listening; init_ms is the time from
+    the container's start to the emulator listening (the runtime's own init is added later)."""
     config = image.attrs.get("Config") or {}
     entrypoint = list(fn.image_config.entry_point or config.get("Entrypoint") or [])
     command = list(fn.image_config.cmd or config.get("Cmd") or [])
@@ -531,7 +611,7 @@ def run_in_image(fn: Any, event: bytes) -> Invocation:
         ],
         command=command,
         working_dir=fn.image_config.working_directory or None,
-        environment=_environment(fn),
+        environment=_environment(fn, credentials),
         network_mode="host",
         mem_limit=f"{int(fn.memory_size)}m",
         volumes={str(BridgeSettings.rie_path): {"bind": RIE_IN_CONTAINER, "mode": "ro"}},
@@ -542,11 +622,72 @@ def run_in_image(fn: Any, event: bytes) -> Invocation:
         },
         detach=True,
     )
+    started = time.monotonic()
+    environment = warm_pool.Environment(
+        key=key, container=container, rie_port=rie_port, current_key=current_key,
+        label=fn.function_name,
+    )
+    warm_pool.POOL.add(environment)
     try:
         _wait_for_port(rie_port, container, time.monotonic() + START_WAIT_S)
+    except BaseException:
+        warm_pool.POOL.release(environment, 0.0, reusable=False)
+        raise
+    environment.init_ms = (time.monotonic() - started) * 1000.0
+    return environment
+
+
+def _rie_figure(pattern: re.Pattern[str], raw: str) -> float | None:
+    found = pattern.search(raw)
+    return float(found.group(1)) if found else None
+
+
+def _measured(
+    fn: Any, environment: warm_pool.Environment, cold: bool, raw: str, wall_ms: float,
+    timed_out: bool,
+) -> log_format.Measured:
+    """Lambda's figures for this invoke: the RIE's own are fake (init, memory) or include the
+    init (a cold start's Duration)."""
+    runtime_init = _rie_figure(RIE_INIT, raw) if cold else None
+    duration = _rie_figure(RIE_DURATION, raw)
+    if duration is None:
+        duration = wall_ms
+    duration = max(0.0, duration - (runtime_init or 0.0))
+    if timed_out:
+        duration = float(fn.timeout) * 1000.0  # AWS reports the whole timeout
+    return log_format.Measured(
+        duration_ms=duration,
+        memory_size_mb=int(fn.memory_size),
+        max_memory_used_mb=log_format.memory_peak_mb(environment.container.id),
+        init_ms=environment.init_ms + (runtime_init or 0.0) if cold else None,
+        status="timeout" if timed_out else None,
+    )
+
+
+def run_in_image(fn: Any, event: bytes) -> Invocation:
+    """Run one invoke of fn in its own image under the RIE, on the host network: in an idle
+    warm environment of the same function version if there is one, else a new container."""
+    client = _client()
+    image = _image(client, fn.code["ImageUri"])
+    mismatch = _architecture_mismatch(fn, image)
+    if mismatch:
+        return mismatch
+    settings = fidelity.for_function(fn.function_name)
+    credentials = _credentials(fn, settings)
+    key = _config_key(fn, image.id, credentials.access_key_id if credentials else "stack")
+    current_key = _current_key(fn, image.id, credentials is not None)
+    environment = warm_pool.POOL.acquire(key) if settings.warm_s > 0 else None
+    cold = environment is None
+    if environment is None:
+        environment = _start_environment(client, fn, image, key, credentials, current_key)
+    reusable = False
+    try:
+        # A warm container's log holds earlier invokes: read only what this one writes.
+        since = None if cold else time.time()
+        began = time.monotonic()
         try:
             response = httpx.post(
-                f"http://127.0.0.1:{rie_port}{INVOKE_PATH}",
+                f"http://127.0.0.1:{environment.rie_port}{INVOKE_PATH}",
                 content=event,
                 timeout=float(fn.timeout) + INVOKE_MARGIN_S,
                 trust_env=False,
@@ -554,13 +695,20 @@ def run_in_image(fn: Any, event: bytes) -> Invocation:
             status, payload = response.status_code, response.content
         except httpx.TimeoutException:
             status, payload = 0, b""  # the RIE itself did not enforce the timeout
-        raw = _logs_after_invoke(container, wait_for_report=status == 200)
+        wall_ms = (time.monotonic() - began) * 1000.0
+        raw = _logs_after_invoke(environment.container, status == 200, since)
+        result = _interpret(fn, status, payload, raw)
+        timed_out = status == 0 or bool(
+            status == 200 and TIMED_OUT.fullmatch(payload.decode(errors="replace").strip())
+        )
+        # After a timeout or a crashed runtime Lambda resets the environment: no reuse.
+        reusable = status == 200 and not timed_out
+        measured = _measured(fn, environment, cold, raw, wall_ms, timed_out)
+        json_format = log_format.log_format(fn) == "JSON"
+        lines = log_format.rewrite(result.lines, measured, json_format)
+        return Invocation(result.payload, result.errored, lines, result.request_id)
     finally:
-        try:
-            container.remove(force=True)
-        except NotFound:
-            pass
-    return _interpret(fn, status, payload, raw)
+        warm_pool.POOL.release(environment, settings.warm_s, reusable)
 
 
 def _bridge_failure(fn: Any, exc: Exception) -> Invocation:
@@ -868,7 +1016,11 @@ class _S3Request(_SignedBody, S3IAMRequest):
 def _decision(request: IAMRequestBase, action: str, resource: str) -> PermissionResult:
     """moto's evaluation of the caller's identity-based policies: an explicit Deny wins."""
     result = PermissionResult.NEUTRAL
-    for policy in request._access_key.collect_policies():
+    try:
+        policies = request._access_key.collect_policies()
+    except iam_models.NotFoundException:  # a session of a role deleted since: nothing allows
+        return result
+    for policy in policies:
         found = IAMPolicy(policy).is_action_permitted(action, resource)
         if found == PermissionResult.DENIED:
             return found
@@ -908,13 +1060,16 @@ def _authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
     """Enforce IAM for requests signed by an IAM user's key; every other key as before."""
     caller = _caller(self.headers)
     key = _user_key(caller.key_id) if caller else None
+    # An execution role's session (an invoke's credentials) is evaluated like a user's key,
+    # against the role's attached and inline policies.
+    session = role_credentials.session_of(caller.key_id) if caller and key is None else None
     with _issued_lock:
         issued = caller is not None and caller.key_id in _issued_keys
-    if caller is None or (key is None and not issued):
+    if caller is None or (key is None and session is None and not issued):
         return _original_authorize(self, iam_request_cls, resource)
     protocol = _protocol(self.boto3_service_name)
     json_protocol = protocol in JSON_PROTOCOLS
-    active = key is not None and key.status == "Active"
+    active = session is not None or (key is not None and key.status == "Active")
     if not active and json_protocol:
         raise _json_refusal(self, protocol, 403, "UnrecognizedClientException", INVALID_TOKEN)
     query = urlparse(self.uri).query
@@ -978,6 +1133,7 @@ def install(rie_path: Path, endpoint: str) -> None:
     logs_models.LogsBackend.filter_log_events = _filter_log_events
     ActionAuthenticatorMixin._authenticate_and_authorize_action = _authorize
     iam_models.IAMBackend.create_access_key = _create_access_key
+    log_format.install()  # last: it wraps the configuration methods patched above
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1015,6 +1171,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _remove_own_containers() -> None:
     """Containers of invokes still running at shutdown (e.g. async ones) go with the bridge."""
+    warm_pool.POOL.close()
     try:
         client = _client()
         label = f"dev.gangway.bridge={os.getpid()}"

@@ -26,6 +26,7 @@ import docker as docker_sdk
 import httpx
 import pytest
 
+from gangway.config import gangway_home
 from rehearsal import base_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -158,7 +159,13 @@ def bridge(
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("bridge") / "bridge.log"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    # The bridge reads fidelity.json (fidelity.override in a test) from the test's GANGWAY_HOME.
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "GANGWAY_HOME": str(gangway_home()),
+    }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "rehearsal.moto_bridge", "--host", "127.0.0.1",
@@ -214,12 +221,23 @@ ROLE_TRUST = {
 }
 
 
+# Invokes run with their execution role's credentials (fidelity execution_role): the test
+# handlers read S3 (list_buckets) and nothing else.
+ROLE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["s3:ListAllMyBuckets"], "Resource": "*"}],
+}
+
+
 @pytest.fixture(scope="session")
 def role(aws: Callable[[str], Any]) -> str:
-    """An execution role for the test functions."""
+    """An execution role for the test functions (allowed to list buckets)."""
+    name = f"bridge-test-{uuid.uuid4().hex[:8]}"
     created = aws("iam").create_role(
-        RoleName=f"bridge-test-{uuid.uuid4().hex[:8]}",
-        AssumeRolePolicyDocument=json.dumps(ROLE_TRUST),
+        RoleName=name, AssumeRolePolicyDocument=json.dumps(ROLE_TRUST)
+    )
+    aws("iam").put_role_policy(
+        RoleName=name, PolicyName="test-handlers", PolicyDocument=json.dumps(ROLE_POLICY)
     )
     return str(created["Role"]["Arn"])
 
