@@ -92,7 +92,7 @@ def restricted_identity(
             found=f"{type(exc).__name__}: {exc}"[:400],
             remedy="check the moto bridge (`gangway stack status`)",
         ) from exc
-    _remember(str(key["SecretAccessKey"]))
+    remember_secret(str(key["SecretAccessKey"]))
     return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
 
 
@@ -101,7 +101,8 @@ def issued_keys_path(home: Path | None = None) -> Path:
     return (home or gangway_home()) / "iam-issued-keys"
 
 
-def _remember(secret: str) -> None:
+def remember_secret(secret: str) -> None:
+    """Keep a secret the rehearsal issued (an IAM user's key, a role session's) for the sweep."""
     # The fault matrix's secret sweep must look for these keys too, and IAM never shows a
     # secret key again after it is created.
     path = issued_keys_path()
@@ -112,6 +113,6 @@ def _remember(secret: str) -> None:
 
 
 def issued_secret_keys(home: Path | None = None) -> list[str]:
-    """Every secret key this rehearsal stack issued to an IAM user."""
+    """Every secret this rehearsal stack issued: IAM users' keys, role sessions' keys and tokens."""
     path = issued_keys_path(home)
     return path.read_text().split() if path.exists() else []

@@ -17,6 +17,8 @@ from typing import Any
 from moto.sts import models as sts_models
 from moto.utilities.utils import PARTITION_NAMES
 
+from rehearsal.iam import remember_secret
+
 SESSION_S = 900
 # A session this close to its end is replaced, so a warm environment never runs on a token
 # that expires during its warm time.
@@ -66,6 +68,9 @@ def for_function(fn: Any) -> RoleCredentials:
         fresh = RoleCredentials(
             role.access_key_id, role.secret_access_key, role.session_token, role.expiration
         )
+        # A handler could log its environment: the sweep must know what to look for.
+        remember_secret(fresh.secret_access_key)
+        remember_secret(fresh.session_token)
         _sessions[cache_key] = fresh
         return fresh
 
