@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from gangway.config import DeployConfig, ResolvedFunction
 from gangway.errors import StackError
+from rehearsal.lambda_waits import wait_active
 
 TRUST = {
     "Version": "2012-10-17",
@@ -129,8 +130,9 @@ def _function(lam: Any, fn: ResolvedFunction, role: str, image_uri: str) -> None
         Environment={"Variables": fn.env_plain()},
         Publish=False,
     )
-    # Pending on AWS until the image is optimised; moto is Active at once.
-    lam.get_waiter("function_active_v2").wait(FunctionName=fn.name)
+    # Pending until the image is optimised, on AWS and on the bridge (rehearsal.fidelity): the
+    # alias's publish_version next would be refused meanwhile.
+    wait_active(lam, fn.name)
 
 
 def _alias(lam: Any, name: str, alias: str) -> None:

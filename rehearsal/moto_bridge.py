@@ -49,8 +49,14 @@ moto 5.2 and AWS Lambda, so the pipeline can trust what the rehearsal reports:
   ``UnrecognizedClientException`` for an unknown, deleted or inactive user key and
   ``InvalidSignatureException`` for a wrong secret. Query and XML services keep moto's
   (AWS-shaped there) ``AccessDenied`` / ``InvalidClientTokenId`` / ``SignatureDoesNotMatch``.
-Left as moto has it: State is always Active and LastUpdateStatus Successful, so waiters pass
-at once (a rehearsal never shows Pending/InProgress; the pipeline's own reads decide).
+Lambda's unkind timing, each part switched per function by ``rehearsal.fidelity`` (read at
+each request), lives in its own modules, registered by ``install``:
+``rehearsal.lambda_lifecycle`` (State ``Pending`` after a create, ``LastUpdateStatus:
+InProgress`` after an update, ResourceConflictException for what AWS refuses meanwhile, the
+previous code run by $LATEST during an update, stale get_alias/list_aliases reads after an
+alias write) and ``rehearsal.log_ingestion`` (CloudWatch Logs events of /aws/lambda/<name>
+readable only after an ingestion delay). With ``fidelity.OFF`` the rehearsal is instant again:
+Active and Successful at once, fresh reads, logs readable when written.
 """
 
 from __future__ import annotations
@@ -1133,6 +1139,12 @@ def install(rie_path: Path, endpoint: str) -> None:
     logs_models.LogsBackend.filter_log_events = _filter_log_events
     ActionAuthenticatorMixin._authenticate_and_authorize_action = _authorize
     iam_models.IAMBackend.create_access_key = _create_access_key
+    # Here, not at the top, to keep these registrations in one place. After the patches
+    # above: the lifecycle wraps the invoke installed here.
+    from rehearsal import lambda_lifecycle, log_ingestion
+
+    lambda_lifecycle.install()
+    log_ingestion.install()
     log_format.install()  # last: it wraps the configuration methods patched above
 
 

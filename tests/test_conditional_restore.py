@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gangway.config import DeployConfig, load_config
+from rehearsal.lambda_waits import wait_active, wait_updated
 from tasks.aws import client
 from tasks.lambda_alias import SUPERSEDED, restore_aliases, set_canary, shift_alias
 from tasks.lambda_read import AliasState, read_alias
@@ -43,9 +44,11 @@ def scratch(config: DeployConfig) -> Iterator[tuple[str, list[str]]]:
         Role=model["Configuration"]["Role"],
         Publish=True,
     )
+    wait_active(lam, name)  # Pending first, as on AWS: the update would be refused
     versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]]
     for n in (2, 3):  # a configuration change makes the next publish a new version
         lam.update_function_configuration(FunctionName=name, Description=f"v{n}")
+        wait_updated(lam, name)  # a publish during the update would be refused
         lam.publish_version(FunctionName=name)
     versions = [
         v["Version"]

@@ -20,6 +20,7 @@ from gangway.config import DeployConfig, FunctionSpec, ResolvedFunction, SmokeCa
 from gangway.dockerfile import last_stage_cmd
 from gangway.evidence import Check, GateResult, Status
 from rehearsal.base_image import BASE_IMAGE
+from rehearsal.lambda_waits import wait_updated
 from tasks import lambda_read
 from tasks.aws import client as aws_client
 from tasks.image_build import BuiltImage
@@ -240,6 +241,7 @@ def test_function_command_override_wins_over_the_image_cmd(
     aws_client(config, "lambda").update_function_configuration(
         FunctionName=name, ImageConfig={"Command": ["app.api.other"]}
     )
+    wait_updated(aws_client(config, "lambda"), name)  # the next update would be refused
     live = {"api": _live_image_config(config, name)}
     result = image_gate(docker, config, image, image_configs=live)
     [failure] = result.failures

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from gangway.config import DeployConfig
+from rehearsal.lambda_waits import wait_updated
 from tasks import schema
 from tasks.aws import client
 from tasks.registry import PushedImage
@@ -29,6 +30,7 @@ def deployed(dev_config: DeployConfig, pushed_image: PushedImage) -> Iterator[di
     versions = {}
     for fn in dev_config.functions.values():
         lam.update_function_code(FunctionName=fn.name, ImageUri=pushed_image.by_digest)
+        wait_updated(lam, fn.name)  # a publish during the update would be refused
         versions[fn.key] = lam.publish_version(FunctionName=fn.name)["Version"]
     yield versions
 
@@ -86,6 +88,7 @@ def test_missing_env_var_in_function_config_fails_at_cold_start_naming_it(
     lam = client(dev_config, "lambda", read_timeout=120)
     env = {k: v for k, v in fn.env_plain().items() if k != "DB_HOST"}
     lam.update_function_configuration(FunctionName=fn.name, Environment={"Variables": env})
+    wait_updated(lam, fn.name)  # until then, invokes run the previous configuration
     try:
         response = lam.invoke(FunctionName=fn.name, Payload=b"{}")
         payload = json.loads(response["Payload"].read())
@@ -96,3 +99,4 @@ def test_missing_env_var_in_function_config_fails_at_cold_start_naming_it(
         lam.update_function_configuration(
             FunctionName=fn.name, Environment={"Variables": fn.env_plain()}
         )
+        wait_updated(lam, fn.name)

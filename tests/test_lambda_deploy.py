@@ -25,6 +25,7 @@ from gangway.config import DeployConfig, load_config
 from gangway.errors import AwsError
 from gangway.evidence import GateFailed, Status
 from rehearsal.fault_proxy import FaultProxy
+from rehearsal.lambda_waits import wait_updated
 from tasks import lambda_alias, lambda_publish, lambda_read
 from tasks.aws import RESTORE_READ_TIMEOUT_S, client
 from tasks.lambda_alias import restore_alias, restore_aliases, set_canary, shift_alias
@@ -96,6 +97,7 @@ def restore_config(lam: Any) -> Iterator[Callable[[str], None]]:
     yield remember
     for name, conf in saved.items():
         lam.update_function_configuration(FunctionName=name, **conf)
+        wait_updated(lam, name)  # the next test's update would be refused meanwhile
 
 
 # --- describe and the config gate (stack) ---------------------------------------------------
@@ -138,6 +140,7 @@ def test_config_gate_names_the_function_and_the_missing_env_keys(
     restore_config(fn.name)
     env = {k: v for k, v in fn.env_plain().items() if k not in ("DB_HOST", "TELEGRAM_BOT_TOKEN")}
     lam.update_function_configuration(FunctionName=fn.name, Environment={"Variables": env})
+    wait_updated(lam, fn.name)
 
     result = config_gate(staging, describe_functions(staging))
     assert result.status is Status.FAILED
@@ -165,6 +168,7 @@ def test_config_gate_fails_on_drifted_values_timeout_and_memory(
         MemorySize=fn.spec.memory * 2,
         Environment={"Variables": env},
     )
+    wait_updated(lam, fn.name)
 
     result = config_gate(staging, describe_functions(staging))
     failed = {c.name.removeprefix(f"api ({fn.name}): "): c for c in result.failures}

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from gangway.config import DeployConfig, SmokeCase, load_config
 from gangway.evidence import GateResult, Status
+from rehearsal.lambda_waits import wait_updated
 from tasks import schema
 from tasks.aws import client
 from tasks.ground_truth import check_ground_truth, same
@@ -456,7 +457,9 @@ def restore(
     yield remember
     for name, timeout in saved.items():
         lam.update_function_code(FunctionName=name, ImageUri=pushed_image.by_digest)
+        wait_updated(lam, name)  # the configuration update would be refused meanwhile
         lam.update_function_configuration(FunctionName=name, Timeout=timeout)
+        wait_updated(lam, name)
 
 
 def ticker_variant(edit: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from gangway.config import REPO_ROOT, DeployConfig, SmokeCase, load_config
 from gangway.errors import ConfigError
+from rehearsal.lambda_waits import wait_updated
 from tasks.aws import client
 from tasks.json_values import substitute
 from tasks.registry import PushedImage
@@ -128,6 +129,7 @@ def test_an_event_file_reaches_the_function_with_nulls_and_correlation_id(
     fn = config.functions["ticker_fetcher"]
     lam = client(config, "lambda", read_timeout=180)
     lam.update_function_code(FunctionName=fn.name, ImageUri=pushed_image.by_digest)
+    wait_updated(lam, fn.name)  # a publish during the update would be refused
     version = lam.publish_version(FunctionName=fn.name)["Version"]
 
     sent: list[Any] = []

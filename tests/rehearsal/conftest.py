@@ -28,6 +28,7 @@ import pytest
 
 from gangway.config import gangway_home
 from rehearsal import base_image
+from rehearsal.lambda_waits import wait_active
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "ap-southeast-1"
@@ -149,8 +150,15 @@ def images(engine: docker_sdk.DockerClient) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
+def bridge_home() -> Path:
+    """The GANGWAY_HOME the bridge reads its fidelity settings from (rehearsal.fidelity): this
+    process's, so that ``fidelity.override(prefix, home=bridge_home, ...)`` reaches the bridge."""
+    return gangway_home()
+
+
+@pytest.fixture(scope="session")
 def bridge(
-    engine: docker_sdk.DockerClient, tmp_path_factory: pytest.TempPathFactory
+    engine: docker_sdk.DockerClient, tmp_path_factory: pytest.TempPathFactory, bridge_home: Path
 ) -> Iterator[str]:
     """A moto bridge subprocess on a free port; yields its endpoint, then stops it by SIGTERM."""
     rie = _rie_path()
@@ -164,7 +172,7 @@ def bridge(
         **os.environ,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "GANGWAY_HOME": str(gangway_home()),
+        "GANGWAY_HOME": str(bridge_home),  # fixed at start: a test may point its own elsewhere
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -256,6 +264,7 @@ def function(aws: Callable[[str], Any], images: dict[str, str], role: str) -> It
         Timeout=10,
         MemorySize=256,
     )
+    wait_active(lam, name)  # Pending first, as on AWS: publish_version would be refused
     lam.publish_version(FunctionName=name)
     lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
     yield name

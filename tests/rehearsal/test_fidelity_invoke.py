@@ -21,11 +21,11 @@ import boto3
 import docker as docker_sdk
 import pytest
 from botocore.exceptions import ClientError
+from service_repo import make_service
 
 from gangway.config import DeployConfig, load_config
 from rehearsal import fidelity
 from rehearsal.aws_seed import seed_environment
-from tests.service_repo import make_service
 
 pytestmark = pytest.mark.stack
 

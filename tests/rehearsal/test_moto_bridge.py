@@ -19,7 +19,10 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from rehearsal.lambda_waits import wait_active, wait_updated
+
 pytestmark = pytest.mark.stack
+LOG_WAIT_S = 20.0  # far beyond the ingestion delay the bridge imitates (rehearsal.fidelity)
 
 @pytest.fixture
 def make_function(
@@ -41,6 +44,7 @@ def make_function(
             **extra,
         )
         names.append(name)
+        wait_active(aws("lambda"), name)  # Pending first, as on AWS
         return name
 
     yield make
@@ -58,9 +62,29 @@ def invoke(lam: Any, name: str, payload: dict[str, Any] | None = None, **kwargs:
 
 
 def v1_then_v2(lam: Any, name: str, images: dict[str, str]) -> None:
-    """Publish version 1 from the v1 image, then put the v2 image on $LATEST."""
+    """Publish version 1 from the v1 image, then put the v2 image on $LATEST (update done)."""
     assert lam.publish_version(FunctionName=name)["Version"] == "1"
-    lam.update_function_code(FunctionName=name, ImageUri=images["v2"])
+    update_code(lam, name, images["v2"])
+
+
+def update_code(lam: Any, name: str, image: str) -> None:
+    """update_function_code, then wait until LastUpdateStatus is Successful."""
+    lam.update_function_code(FunctionName=name, ImageUri=image)
+    wait_updated(lam, name)
+
+
+def ingested(
+    read: Callable[[], list[dict[str, Any]]],
+    until: Callable[[list[dict[str, Any]]], bool] = bool,
+) -> list[dict[str, Any]]:
+    """Read log events until they satisfy until (CloudWatch Logs shows an event only some time
+    after it was written); the last read when they never do, for the assertion to show."""
+    deadline = time.monotonic() + LOG_WAIT_S
+    while True:
+        events = read()
+        if until(events) or time.monotonic() > deadline:
+            return events
+        time.sleep(0.2)
 
 
 # --------------------------------------------------------------------------- (a) qualifiers
@@ -127,13 +151,13 @@ def test_a_deleted_versions_number_is_never_reused(
     name = make_function()
     v1_then_v2(lam, name, images)
     assert lam.publish_version(FunctionName=name)["Version"] == "2"
-    lam.update_function_code(FunctionName=name, ImageUri=images["v1"])
+    update_code(lam, name, images["v1"])
     assert lam.publish_version(FunctionName=name)["Version"] == "3"
     lam.delete_function(FunctionName=name, Qualifier="2")
-    lam.update_function_code(FunctionName=name, ImageUri=images["v2"])
+    update_code(lam, name, images["v2"])
     assert lam.publish_version(FunctionName=name)["Version"] == "4"
     lam.delete_function(FunctionName=name, Qualifier="4")
-    lam.update_function_code(FunctionName=name, ImageUri=images["v1"])
+    update_code(lam, name, images["v1"])
     assert lam.publish_version(FunctionName=name)["Version"] == "5"
     listed = lam.list_versions_by_function(FunctionName=name)["Versions"]
     assert [v["Version"] for v in listed] == ["$LATEST", "1", "3", "5"]
@@ -147,7 +171,7 @@ def test_publish_refuses_a_stale_code_sha(
     lam = aws("lambda")
     name = make_function()
     stale = lam.get_function(FunctionName=name)["Configuration"]["CodeSha256"]
-    lam.update_function_code(FunctionName=name, ImageUri=images["v2"])
+    update_code(lam, name, images["v2"])
     with pytest.raises(ClientError) as refused:
         lam.publish_version(FunctionName=name, CodeSha256=stale)
     assert refused.value.response["Error"]["Code"] == "PreconditionFailedException"
@@ -161,6 +185,7 @@ def test_image_config_update_is_applied(
     lam.update_function_configuration(
         FunctionName=name, ImageConfig={"Command": ["app.returns_error_shape"]}
     )
+    wait_updated(lam, name)  # until then, invokes run the previous configuration
     config = lam.get_function_configuration(FunctionName=name)
     assert config["ImageConfigResponse"]["ImageConfig"]["Command"] == ["app.returns_error_shape"]
     assert invoke(lam, name)[1]["errorType"] == "NotAnError"
@@ -211,12 +236,15 @@ def test_runtime_error_is_unhandled_and_in_the_logs(
     assert "[ERROR] RuntimeError: boom" in tail and "REPORT RequestId:" in tail
     assert "(rapid)" not in tail  # the emulator's own lines are not function output
 
-    events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}", filterPattern="ERROR")
-    messages = [e["message"] for e in events["events"]]
+    events = ingested(
+        lambda: logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{name}", filterPattern="ERROR"
+        )["events"],
+        lambda found: any(e["message"].startswith("[ERROR] RuntimeError: boom") for e in found),
+    )
+    messages = [e["message"] for e in events]
     assert any(m.startswith("[ERROR] RuntimeError: boom") for m in messages), messages
-    assert {e["logStreamName"].split("]")[0].rsplit("[", 1)[1] for e in events["events"]} == {
-        version
-    }
+    assert {e["logStreamName"].split("]")[0].rsplit("[", 1)[1] for e in events} == {version}
 
 
 def test_invoke_request_id_is_the_request_id_of_its_log_lines(
@@ -234,9 +262,13 @@ def test_invoke_request_id_is_the_request_id_of_its_log_lines(
         assert f"REPORT RequestId: {request_id}" in tail
         assert "x-gangway-invocation-id" not in response["ResponseMetadata"]["HTTPHeaders"]
     assert ok["ResponseMetadata"]["RequestId"] != failed["ResponseMetadata"]["RequestId"]
-    events = logs.filter_log_events(
-        logGroupName=f"/aws/lambda/{name}", filterPattern=f'"{ok["ResponseMetadata"]["RequestId"]}"'
-    )["events"]
+    events = ingested(
+        lambda: logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{name}",
+            filterPattern=f'"{ok["ResponseMetadata"]["RequestId"]}"',
+        )["events"],
+        lambda found: any(e["message"].startswith("END RequestId:") for e in found),
+    )
     assert any(e["message"].startswith("END RequestId:") for e in events), events
     # Other actions keep an id of their own.
     listed = lam.list_functions()["ResponseMetadata"]["RequestId"]
@@ -263,9 +295,11 @@ def test_timeout_is_enforced_and_logged(
     assert body["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 2.00 seconds" in body["errorMessage"]
     assert "Task timed out after 2.00 seconds" in tail
-    events = aws("logs").filter_log_events(
-        logGroupName=f"/aws/lambda/{name}", filterPattern='"Task timed out"'
-    )["events"]
+    events = ingested(
+        lambda: aws("logs").filter_log_events(
+            logGroupName=f"/aws/lambda/{name}", filterPattern='"Task timed out"'
+        )["events"]
+    )
     assert len(events) == 1
 
 
@@ -282,9 +316,11 @@ def test_log_streams_are_named_for_the_executed_version(
     assert sorted(s["logStreamName"][:-32] for s in streams) == sorted(
         [f"{stamp}/[1]", f"{stamp}/[$LATEST]"]
     )
-    found = logs.filter_log_events(
-        logGroupName=f"/aws/lambda/{name}", filterPattern='"app line v1"'
-    )["events"]
+    found = ingested(
+        lambda: logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{name}", filterPattern='"app line v1"'
+        )["events"]
+    )
     assert [e["logStreamName"][:-32] for e in found] == [f"{stamp}/[1]"]
 
 
@@ -380,6 +416,8 @@ def test_filter_patterns_follow_aws_text_semantics(aws: Callable[[str], Any]) ->
         events = logs.filter_log_events(logGroupName=group, filterPattern=pattern)["events"]
         return [e["message"] for e in events]
 
+    # A function's log group: the events are readable only after the ingestion delay.
+    ingested(lambda: logs.filter_log_events(logGroupName=group)["events"], lambda e: len(e) == 3)
     assert matched("ERROR") == [lines[0]]
     assert matched('"RuntimeError: boom"') == [lines[0]]
     assert matched("INFO fine") == [lines[2]]
