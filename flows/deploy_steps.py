@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,14 +302,31 @@ def bake(run: Run) -> GateResult | Done:
     synthetic = _synthetic_traffic(run, time.monotonic() + window_s)
     moving = {k: run.versions[k] for k in sorted(run.canaried)}
     tally = {k: canary.BakeTally.of(synthetic, k, v.version) for k, v in moving.items()}
-    counts = step_calls.count_canary(
-        run.config,
-        {v.name: v.version for v in moving.values()},
-        started_ms,
-        {v.name: tally[k].awaited for k, v in moving.items()},
-    )
+    stable = {
+        v.name: run.record.functions[k].version_before or "$LATEST" for k, v in moving.items()
+    }
+    # The stable versions' invocations in the same window are the comparison's baseline (the
+    # synthetic invokes that ran them, and any real traffic they served). Both sides are read
+    # side by side, so their waits for log delivery overlap instead of adding up.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        new_side = pool.submit(
+            step_calls.count_canary,
+            run.config,
+            {v.name: v.version for v in moving.values()},
+            started_ms,
+            {v.name: tally[k].awaited for k, v in moving.items()},
+        )
+        old_side = pool.submit(
+            step_calls.count_canary,
+            run.config,
+            stable,
+            started_ms,
+            {v.name: tally[k].stable_awaited for k, v in moving.items()},
+        )
+        counts, stable_counts = new_side.result(), old_side.result()
     for key, version in moving.items():
         tally[key].add_logs(counts[version.name])
+        tally[key].add_stable_logs(stable_counts[version.name])
     verdict = canary.judge_bake(
         run.config.environment,
         canary.BakeWindow(bake_s=window_s, canary_percent=run.plan.traffic.canary_percent),

@@ -350,6 +350,14 @@ class DeployPolicy(Strict):
     # Rollouts does, because "0 errors in 2 invocations" proves nothing. Real and synthetic
     # invocations count alike.
     min_canary_invocations: int = Field(default=20, ge=1)
+    # The bake also compares the canary's error rate with the stable version's over the same
+    # window (tasks/noninferiority.py): it passes only when the canary is shown, at this
+    # one-sided confidence, to be at most this much (absolute) worse than stable. 5
+    # percentage points matches error_rate_threshold, so the test never tolerates more than
+    # the ceiling already does, and a clean canary proves it after 52 invocations; a tighter
+    # margin needs many more (1 pp: about 270), which only high-traffic bakes reach.
+    noninferiority_margin: float = Field(default=0.05, ge=0, le=1)
+    noninferiority_confidence: float = Field(default=0.95, gt=0.5, lt=1)
     # Synthetic invokes of the smoke cases (those without ground truth) through the alias
     # during the bake; off, the bake only waits for and counts real traffic.
     bake_synthetic: bool = True

@@ -80,6 +80,10 @@ def test_healthy_canary_with_enough_traffic_is_promoted(
     # about 2e-6. A small minimum and interval keep the test short.
     monkeypatch.setenv(DEPLOY + "MIN_CANARY_INVOCATIONS", "3")
     monkeypatch.setenv(DEPLOY + "BAKE_INVOKE_INTERVAL_S", "0.1")
+    # The comparison with stable passes a clean canary once its own one-sided 95 % bound
+    # z^2 / (n + z^2) is within the margin: 52 invocations at the default 5 pp; at 50 pp, 3
+    # (0.474). The statistics' own rows are in tests/faults/test_canary.py.
+    monkeypatch.setenv(DEPLOY + "NONINFERIORITY_MARGIN", "0.5")
     config = load_config(ENV)
     record = deploy(env=ENV, canary_percent=90, bake_s=6)
     assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED, record
@@ -95,6 +99,12 @@ def test_healthy_canary_with_enough_traffic_is_promoted(
     # Only the bake window counts: the 7 smoke invokes of the new versions are not in it.
     assert invocations == sum(e["logged"] for e in evidence.values()) == reached, evidence
     assert checks["canary traffic"].found == f"{invocations} canary invocations"
+    comparison = checks["canary vs stable error rate"].evidence
+    assert comparison["decision"] == "no worse" and comparison["canary"]["errors"] == 0
+    stable = sum(e["stable_invocations"] for e in evidence.values())
+    assert comparison["stable"]["invocations"] == stable >= sum(
+        e["synthetic_old"] for e in evidence.values()
+    ), evidence
     after = aliases(config)
     assert all(after[k] == (m.version_after, {}) for k, m in record.functions.items()), after
     assert [s.name for s in record.steps][-2:] == ["bake", "full shift"]
