@@ -17,7 +17,7 @@ from typing import Any
 from gangway import interrupts
 from gangway.config import DeployConfig
 from gangway.errors import GangwayError
-from gangway.evidence import GateResult, Strength
+from gangway.evidence import Check, GateResult, Strength
 from gangway.plan import DeployPlan, StepKind
 from gangway.record import DeployRecord, Event, EventKind, apply_to
 from tasks import canary, lambda_publish, lambda_read, migrations, step_calls
@@ -191,10 +191,17 @@ def config_gate(run: Run) -> GateResult:
     return step_calls.config_gate(run.config, run.observed.live)
 
 
-def deploy(run: Run) -> Done:
-    """Update every function's code by digest and publish a version each."""
+def deploy(run: Run) -> GateResult | Done:
+    """Update every function's code by digest and publish a version each. A version that
+    would not run the gated digest is a failed gate: the deploy is blocked before any alias
+    moves, with the expected and found digests as evidence."""
     assert run.pushed is not None
-    run.versions = step_calls.deploy_versions(run.config, run.observed.live, run.pushed.by_digest)
+    try:
+        run.versions = step_calls.deploy_versions(
+            run.config, run.observed.live, run.pushed.by_digest
+        )
+    except lambda_publish.ForeignCode as exc:
+        return _foreign_code(exc, run.pushed.by_digest)
     run.emit(
         EventKind.VERSIONS,
         {
@@ -206,6 +213,25 @@ def deploy(run: Run) -> Done:
     )
     run.deploy_started_ms = int(time.time() * 1000)
     return Done()
+
+
+def _foreign_code(exc: lambda_publish.ForeignCode, gated: str) -> GateResult:
+    """The published code is not the gated image: a failed gate, so the deploy is blocked."""
+    return GateResult(
+        gate="published code",
+        boundary="deployment",
+        strength=Strength.CONTENT,
+        checks=(
+            Check(
+                name=f"{exc.function}: code is the gated digest",
+                ok=False,
+                expected=exc.expected,
+                found=exc.found,
+                remedy=exc.remedy,
+                evidence={"function": exc.function, "gated": gated, "error": exc.message},
+            ),
+        ),
+    )
 
 
 def shift_traffic(run: Run) -> Done:

@@ -343,6 +343,17 @@ class DeployPolicy(Strict):
     # failover, a throttling burst) while the new version still takes traffic; beyond that a
     # human must know now (rollback FAILED). The restore step's 120 s timeout bounds it.
     restore_window_s: float = Field(default=60.0, ge=0, le=100)
+    # How long a Lambda write (UpdateFunctionCode, PublishVersion, UpdateAlias) refused with
+    # ResourceConflictException (another update of the function in progress) is retried, with
+    # exponential backoff and jitter (tasks/aws.py retry_conflicts). An image update is
+    # InProgress for seconds to about a minute on AWS; past the budget someone else is
+    # updating the function and a human must look. Bounded so the deploy and shift steps'
+    # timeouts (600 s, 120 s) hold.
+    conflict_retry_s: float = Field(default=60.0, ge=0, le=90)
+    # How long a read-back waits for an alias write to show: GetAlias is eventually
+    # consistent and may return the value from before the write for a few seconds
+    # (tasks/lambda_alias.py). Only after this is a read-back that disagrees a failure.
+    alias_read_window_s: float = Field(default=5.0, ge=0, le=15)
     # The longest canary bake allowed: a bake holds the environment's deploy lock throughout.
     max_bake_s: int = Field(default=3600, gt=0)
     # A canary bake judges the new version only on traffic it really served inside the bake

@@ -13,6 +13,9 @@ changes the network under it while it runs:
   kernel) and every open connection is reset (RST, not FIN); ``up()`` reopens the same port.
   ``down_when(match, up_after=T)`` starts the outage at the first matching request — that
   request is reset, not forwarded — and optionally ends it T seconds later;
+- ``before_forward(match, hook)``: the next matching request waits while ``hook(request)``
+  runs (e.g. another client's write straight to the upstream), then is forwarded: a race
+  placed exactly between two of the deploy's calls;
 - every request is logged with its kind (``lambda:UpdateAlias``, ``logs:FilterLogEvents``…)
   and what the proxy did with it, for assertions.
 
@@ -354,6 +357,13 @@ class _Rule:
 
 
 @dataclass
+class _Hook:
+    remaining: int
+    matches: Callable[[Request], bool]
+    run: Callable[[Request], None]
+
+
+@dataclass
 class _Outage:
     matches: Callable[[Request], bool]
     up_after_s: float | None
@@ -377,6 +387,8 @@ class FaultProxy:
     _open: set[socket.socket] = field(default_factory=set, repr=False)
     _rules: list[_Rule] = field(default_factory=list, repr=False)
     _outages: list[_Outage] = field(default_factory=list, repr=False)
+    _hooks: list[_Hook] = field(default_factory=list, repr=False)
+    hook_errors: list[BaseException] = field(default_factory=list)
     _timers: list[threading.Timer] = field(default_factory=list, repr=False)
     _threads: list[threading.Thread] = field(default_factory=list, repr=False)
     _seq: int = 0
@@ -464,11 +476,21 @@ class FaultProxy:
         with self._lock:
             self._outages.append(_Outage(matches=matcher(match), up_after_s=up_after))
 
+    def before_forward(
+        self, match: Match, hook: Callable[[Request], None], *, times: int = 1
+    ) -> None:
+        """Run hook(request) before forwarding each of the next `times` matching requests
+        (the request waits for it). A hook's exception is kept in hook_errors, and the
+        request is forwarded all the same."""
+        with self._lock:
+            self._hooks.append(_Hook(remaining=times, matches=matcher(match), run=hook))
+
     def clear(self) -> None:
-        """Drop pending throttles and outage triggers (the port stays as it is)."""
+        """Drop pending throttles, outage triggers and hooks (the port stays as it is)."""
         with self._lock:
             self._rules.clear()
             self._outages.clear()
+            self._hooks.clear()
 
     def up_in(self, seconds: float) -> None:
         """Reopen the port seconds from now (in the background)."""
@@ -561,6 +583,20 @@ class FaultProxy:
                     return "throttle", None
         return "forward", None
 
+    def _run_hook(self, request: Request) -> None:
+        with self._lock:
+            hook = next((h for h in self._hooks if h.remaining > 0 and h.matches(request)), None)
+            if hook is not None:
+                hook.remaining -= 1
+        if hook is None:
+            return
+        try:
+            hook.run(request)
+        except Exception as exc:  # the proxy must go on relaying; the test reads the error
+            logger.warning("hook before %s failed: %s", request.kind, exc)
+            with self._lock:
+                self.hook_errors.append(exc)
+
     def _connect_upstream(self) -> socket.socket:
         target = urlsplit(self.upstream)
         sock = socket.create_connection(
@@ -604,6 +640,7 @@ class FaultProxy:
                     self._record(request, "throttled")  # logged before the caller can return
                     client.sendall(throttle_response(request))
                 else:
+                    self._run_hook(request)
                     if upstream is not None and _dropped(upstream):
                         self._forget(upstream)  # upstream closed it while idle: a fresh one
                         upstream = None

@@ -8,10 +8,14 @@ rehearsal stack is just another endpoint_url; nothing here knows it is not AWS.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import random
 import re
 import threading
-from typing import Any, Literal
+import time
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -20,7 +24,10 @@ from botocore.exceptions import ClientError, NoCredentialsError, PartialCredenti
 
 from gangway.config import DeployConfig
 from gangway.errors import AwsError
-from tasks.transient import NO_ANSWER, is_throttled
+from tasks.transient import NO_ANSWER, is_conflict, is_throttled
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Requests per API call, the first included (botocore's standard mode: exponential backoff
 # with full jitter, 1 s base for throttling and 50 ms for connection errors, capped at 20 s).
@@ -243,7 +250,7 @@ def aws_error(exc: Exception, action: str, resource: str) -> AwsError:
         elif code == "PreconditionFailedException":
             remedy = f"{resource} changed under us (another deploy?): re-read it and retry"
         elif code == "ResourceConflictException":
-            remedy = f"another update of {resource} is in progress: wait for it, then retry"
+            remedy = conflict_remedy(resource)
         else:
             remedy = "see the AWS error above"
         return AwsError(
@@ -258,3 +265,83 @@ def aws_error(exc: Exception, action: str, resource: str) -> AwsError:
         found=f"{type(exc).__name__}: {exc}"[:500],
         remedy="see the error above",
     )
+
+
+# --- another update in progress -------------------------------------------------------------
+# Lambda refuses a code or configuration update, a publish and (briefly) an alias write while
+# an update of the function is InProgress. Our own updates are waited for (tasks/
+# lambda_publish.py); a conflict is someone else's update landing in between, which ends by
+# itself within seconds to a minute: retried with exponential backoff and equal jitter (half
+# the ceiling fixed, half random), so the parallel writes of one deploy do not retry in step.
+CONFLICT_BASE_S = 0.5
+CONFLICT_CAP_S = 8.0
+
+
+def conflict_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """The pause before retry number attempt (1, 2, …): equal jitter under 0.5·2^(n-1), ≤ 8 s."""
+    ceiling = min(CONFLICT_CAP_S, CONFLICT_BASE_S * 2 ** (attempt - 1))
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def conflict_remedy(function: str) -> str:
+    """What to do about a function someone else is updating (the same words everywhere)."""
+    return (
+        f"someone else is updating {function} (another deploy, an infrastructure tool or a "
+        "person): find who (CloudTrail: UpdateFunctionCode / UpdateFunctionConfiguration / "
+        f"PublishVersion on {function}), wait until its LastUpdateStatus is Successful, then "
+        "re-run the deploy"
+    )
+
+
+def _aws_message(exc: BaseException) -> str:
+    link: BaseException | None = exc
+    while link is not None and not isinstance(link, ClientError):
+        link = link.__cause__ or link.__context__
+    if isinstance(link, ClientError):
+        return str(link.response.get("Error", {}).get("Message", ""))
+    return str(exc)
+
+
+def retry_conflicts(
+    write: Callable[[], T],
+    *,
+    budget_s: float,
+    action: str,
+    function: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run write; while Lambda answers ResourceConflictException, retry it with backoff and
+    jitter for budget_s. Past the budget: an AwsError naming the function, the operation
+    refused and who to look for. Every other failure passes through unchanged."""
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return write()
+        except Exception as exc:
+            if not is_conflict(exc):
+                raise
+            elapsed = time.monotonic() - started
+            left = budget_s - elapsed
+            if left <= 0:
+                raise AwsError(
+                    f"{action} on {function} was refused for {elapsed:.0f} s: another update "
+                    "of the function is in progress (ResourceConflictException)",
+                    expected=f"{action} accepted within {budget_s:.0f} s "
+                    "(environment.deploy.conflict_retry_s, exponential backoff)",
+                    found=f"ResourceConflictException on each of {attempt} attempts: "
+                    f"{_aws_message(exc)}"[:500],
+                    remedy=conflict_remedy(function),
+                ) from exc
+            pause = min(left, conflict_delay(attempt))
+            log.warning(
+                "%s on %s refused (ResourceConflictException: another update in progress), "
+                "attempt %d; retrying in %.1f s (%.0f s of the conflict budget left)",
+                action,
+                function,
+                attempt,
+                pause,
+                left,
+            )
+            sleep(pause)

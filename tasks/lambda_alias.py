@@ -1,14 +1,22 @@
 """Moving traffic: shift an alias, set a canary, and the one rollback that puts aliases back.
 
-Every move is guarded by the RevisionId just read, so a concurrent deploy fails it instead of
-being overwritten. A rollback counts only when the alias is read back where it was.
-restore_aliases is the rollback of the deploy and of crash recovery alike; told what the
-deploy set (moved_to), it puts back only aliases that still route as that deploy left them.
+Every move is guarded by the RevisionId just read, so a change between our read and our write
+fails it instead of being overwritten. A move and a rollback count only when the alias is read
+back as written. restore_aliases is the rollback of the deploy and of crash recovery alike;
+told what the deploy set (moved_to), it puts back only aliases that still route as that deploy
+left them.
+
+GetAlias is eventually consistent: for a few seconds after a write it may return the value
+from before it (with its old RevisionId). So a write refused for a stale RevisionId is retried
+on a fresh read, and a read-back polls until it shows the write, each for
+environment.deploy.alias_read_window_s; only then is a disagreement a failure.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,7 +33,7 @@ from tenacity import (
 
 from gangway.config import DeployConfig
 from gangway.errors import AwsError, GangwayError
-from tasks.aws import client
+from tasks.aws import client, retry_conflicts
 from tasks.lambda_read import (
     NOT_FOUND,
     PRECONDITION,
@@ -36,6 +44,8 @@ from tasks.lambda_read import (
     missing_alias,
 )
 from tasks.transient import is_transient
+
+log = logging.getLogger(__name__)
 
 RESTORE_BACKOFF_BASE_S = 0.5
 RESTORE_BACKOFF_CAP_S = 5.0
@@ -48,8 +58,8 @@ _EQUAL_JITTER = wait_exponential(
 OnRetry = Callable[[str], None]
 # What a conditional restore says of an alias another deploy has moved since (left alone).
 SUPERSEDED = "(another deploy moved it)"
-# How often a conditional restore re-reads an alias that changed between its read and write.
-CAS_ATTEMPTS = 3
+# How often a read-back or a refused compare-and-set re-reads the alias inside the window.
+STALE_POLL_S = 0.25
 
 
 class AliasMoved(AwsError):
@@ -76,9 +86,11 @@ def _update_alias(
     version: str,
     weights: Mapping[str, float],
     current: AliasState | None = None,
+    conflict_budget_s: float | None = None,
 ) -> AliasState:
     """Point the alias at version with weights, guarded by the RevisionId of current (read
-    now unless given): compare-and-set, so a change by anyone in between fails it."""
+    now unless given): compare-and-set, so a change by anyone in between fails it. Refused
+    while the function is mid-update (ResourceConflict), it is retried for the budget."""
     alias = config.environment.alias
     current = current or get_alias(lam, alias, name)
     kwargs: dict[str, Any] = {
@@ -89,14 +101,91 @@ def _update_alias(
     }
     if current.revision_id:
         kwargs["RevisionId"] = current.revision_id
-    response = call(
-        lam.update_alias,
-        "lambda:UpdateAlias",
-        f"{name}:{alias}",
-        {PRECONDITION: _alias_moved(alias, name), NOT_FOUND: missing_alias(alias, name)},
-        **kwargs,
+    budget = config.environment.deploy.conflict_retry_s
+    response = retry_conflicts(
+        lambda: call(
+            lam.update_alias,
+            "lambda:UpdateAlias",
+            f"{name}:{alias}",
+            {PRECONDITION: _alias_moved(alias, name), NOT_FOUND: missing_alias(alias, name)},
+            **kwargs,
+        ),
+        budget_s=budget if conflict_budget_s is None else conflict_budget_s,
+        action="lambda:UpdateAlias",
+        function=name,
     )
     return alias_state(response)
+
+
+def _write(
+    lam: Any,
+    config: DeployConfig,
+    name: str,
+    version: str,
+    weights: Mapping[str, float],
+    conflict_budget_s: float | None = None,
+    window_s: float | None = None,
+) -> AliasState:
+    """Read the alias, then compare-and-set it; a refusal for a RevisionId that a stale read
+    gave is retried on a new read for window_s (default: the read window). Each write still
+    overwrites only what it has just read (the deploy lock keeps other deploys out); what it
+    returns is AWS's answer to the write, with its new RevisionId."""
+    window = config.environment.deploy.alias_read_window_s if window_s is None else window_s
+    deadline = time.monotonic() + window
+    while True:
+        try:
+            return _update_alias(lam, config, name, version, weights, None, conflict_budget_s)
+        except AliasMoved:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(STALE_POLL_S)
+
+
+def _shows(read: AliasState, written: AliasState) -> bool:
+    """The read shows this write: its RevisionId (each write has its own), else its routes."""
+    if written.revision_id and read.revision_id:
+        return read.revision_id == written.revision_id
+    return read.routes_like(written)
+
+
+def read_back(lam: Any, alias: str, name: str, written: AliasState, window_s: float) -> AliasState:
+    """Read the alias until it shows the write or window_s has passed; the last read."""
+    deadline = time.monotonic() + window_s
+    stale = 0
+    while True:
+        now = get_alias(lam, alias, name)
+        if _shows(now, written) or time.monotonic() >= deadline:
+            if stale:
+                log.info("%s:%s read back as written after %d stale reads", name, alias, stale)
+            return now
+        if not stale:
+            log.info(
+                "%s:%s read back stale: shows %s, written %s; re-reading for up to %.0f s",
+                name,
+                alias,
+                now.describe(),
+                written.describe(),
+                window_s,
+            )
+        stale += 1
+        time.sleep(STALE_POLL_S)
+
+
+def _moved_and_read_back(
+    lam: Any, config: DeployConfig, name: str, version: str, weights: Mapping[str, float]
+) -> AliasState:
+    """A forward move: written, then read back as written within the read window."""
+    written = _write(lam, config, name, version, weights)
+    window = config.environment.deploy.alias_read_window_s
+    now = read_back(lam, config.environment.alias, name, written, window)
+    if not now.routes_like(written):
+        raise AwsError(
+            f"the move of {name}:{written.name} does not read back within {window:.0f} s",
+            expected=f"{written.describe()} (as UpdateAlias answered)",
+            found=now.describe(),
+            remedy="check for a concurrent change of the alias; the deploy puts it back",
+        )
+    return now
 
 
 def _require_version(name: str, version: str, what: str) -> None:
@@ -112,7 +201,7 @@ def _require_version(name: str, version: str, what: str) -> None:
 def shift_alias(config: DeployConfig, name: str, version: str) -> AliasState:
     """Send all of the alias's traffic to version at once (any canary weights are cleared)."""
     _require_version(name, version, "the alias target")
-    return _update_alias(client(config, "lambda"), config, name, version, {})
+    return _moved_and_read_back(client(config, "lambda"), config, name, version, {})
 
 
 def set_canary(
@@ -130,7 +219,7 @@ def set_canary(
             "version that differs from the one the alias serves), or pass --canary 1 to 99",
         )
     weights = {new_version: round(percent / 100, 6)}
-    return _update_alias(client(config, "lambda"), config, name, stable_version, weights)
+    return _moved_and_read_back(client(config, "lambda"), config, name, stable_version, weights)
 
 
 # --- putting traffic back -------------------------------------------------------------------
@@ -196,6 +285,14 @@ def _versions(state: AliasState) -> set[str]:
     return {state.version, *state.weights}
 
 
+def _maybe_stale(now: AliasState, previous: AliasState, moved_to: AliasState) -> bool:
+    """The read routes like previous, yet this deploy moved the alias: a stale read showing
+    the value from before the move, unless the move never landed (or was undone since)."""
+    if moved_to.routes_like(previous):
+        return False
+    return not previous.revision_id or now.revision_id == previous.revision_id
+
+
 def _still_ours(now: AliasState, previous: AliasState, moved_to: AliasState) -> bool:
     """The alias routes only to versions this deploy's before and after states route to: as
     it set it, or part-way between (a full shift that moved some weight and failed)."""
@@ -222,22 +319,56 @@ def restore_alias(
     not answer, throttles or fails with a 5xx, the whole update-and-read-back is retried with
     jittered exponential backoff for window_s (default: environment.deploy.restore_window_s),
     one request per call (the "restore" client profile), so the window bounds the restore.
-    Any other failure (denied, not found, another deploy moved the alias) is final at once.
+    Any other failure (denied, not found) is final at once. Alias reads may be stale
+    (environment.deploy.alias_read_window_s): a write refused for a stale RevisionId is made
+    again on a new read, the read-back polls until it shows the write, and an alias is judged
+    moved by another deploy only when the reads show it so to the end of that window.
     """
     lam = client(config, "lambda", profile="restore")
-    window = config.environment.deploy.restore_window_s if window_s is None else window_s
-
+    policy = config.environment.deploy
+    window = policy.restore_window_s if window_s is None else window_s
+    read_window = policy.alias_read_window_s
     alias = config.environment.alias
+    ends = time.monotonic() + window
+
+    def conflict_budget() -> float:
+        # A write refused for someone else's update waits inside the restore window only.
+        return max(0.0, min(policy.conflict_retry_s, ends - time.monotonic()))
+
+    def stale_left() -> float:
+        # Stale reads are waited out for the read window, but never past the restore window
+        # plus one read window: the restore step's timeout (120 s) bounds the sum.
+        return max(0.0, min(read_window, ends + read_window - time.monotonic()))
 
     def attempt() -> AliasState:
         if moved_to is None:
-            _update_alias(lam, config, name, previous.version, previous.weights)
-            return get_alias(lam, alias, name)
-        for _ in range(CAS_ATTEMPTS):
+            budget, stale_s = conflict_budget(), stale_left()
+            written = _write(
+                lam, config, name, previous.version, previous.weights, budget, stale_s
+            )
+            return read_back(lam, alias, name, written, stale_left())
+        deadline = time.monotonic() + stale_left()
+        while True:
             now = get_alias(lam, alias, name)
             if now.routes_like(previous):
-                return now
-            if not _still_ours(now, previous, moved_to):
+                if not _maybe_stale(now, previous, moved_to):
+                    return now  # written since the move: really back
+                if not previous.revision_id:
+                    # Nothing tells a stale read from a true one: trust it only when the
+                    # reads agree to the end of the read window.
+                    if time.monotonic() >= deadline:
+                        return now
+                    time.sleep(STALE_POLL_S)
+                    continue
+                # The very revision from before the move: written anyway (compare-and-set,
+                # same routing). A stale RevisionId is refused and re-read; a true one is a
+                # harmless rewrite of a move that never landed.
+            if not now.routes_like(previous) and not _still_ours(now, previous, moved_to):
+                # A stale read may show an older state of someone else's; another deploy's
+                # move persists. Foreign only when the reads say so to the end of the window.
+                if time.monotonic() < deadline:
+                    time.sleep(STALE_POLL_S)
+                    continue
                 raise AliasSuperseded(
                     f"not restored: alias now routes {now.describe()} {SUPERSEDED}",
                     expected=f"{name}:{alias} as this deploy left it ({moved_to.describe()})",
@@ -245,13 +376,20 @@ def restore_alias(
                     remedy="nothing: the deploy that moved it owns it now",
                 )
             try:
-                _update_alias(lam, config, name, previous.version, previous.weights, now)
+                written = _update_alias(
+                    lam, config, name, previous.version, previous.weights, now, conflict_budget()
+                )
             except AliasMoved:
-                continue  # changed between our read and our write: judge it again
-            return get_alias(lam, alias, name)
-        raise _alias_moved(alias, name)
+                # Changed between our read and our write, or the read was stale: judge a
+                # new read, for the read window.
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(STALE_POLL_S)
+                continue
+            return read_back(lam, alias, name, written, stale_left())
 
     retrying = Retrying(
+        # Not a conflict (HTTP 409) past its budget: that budget already spent the window.
         retry=retry_if_exception(is_transient),
         stop=stop_after_delay(window),
         wait=_within(window),

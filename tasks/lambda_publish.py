@@ -1,8 +1,11 @@
 """Publishing a version: update a function's code by digest, wait, publish, verify.
 
-A version counts only when it reports the digest it was published with and the configuration
-the config gate passed; a re-run reuses the version an earlier attempt published. Waiting for
-Lambda to settle is botocore's waiter, then our own reads (tenacity polls them) are the verdict.
+A version counts only when it reports the digest the gates passed (CodeSha256 and
+ResolvedImageUri) and the configuration the config gate passed; a re-run reuses the version an
+earlier attempt published. Every write waits for the function to settle first (State Active,
+LastUpdateStatus Successful): botocore's waiter, then our own reads (tenacity polls them) are
+the verdict. A write Lambda refuses because someone else's update is in progress is retried
+for environment.deploy.conflict_retry_s (tasks/aws.py retry_conflicts).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from gangway.config import DeployConfig
 from gangway.errors import AwsError
-from tasks.aws import aws_error, client
+from tasks.aws import aws_error, client, error_code, retry_conflicts
 from tasks.lambda_read import (
     LATEST,
     NOT_FOUND,
@@ -37,6 +40,24 @@ DEFAULT_WAIT_S = 180.0
 # A re-run after a crash finds its version among the newest; scanning every version of a
 # long-lived function would cost one GetFunction each for no gain.
 REUSE_SCAN_LIMIT = 25
+
+
+class ForeignCode(AwsError):
+    """The code Lambda holds or published is not the image the gates passed (someone else's
+    update landed between ours and the publish): nothing may be routed to it."""
+
+    def __init__(
+        self, message: str, *, function: str, expected: str, found: str, remedy: str
+    ) -> None:
+        self.function = function
+        super().__init__(message, expected=expected, found=found, remedy=remedy)
+
+
+FOREIGN_REMEDY = (
+    "route nothing to it: someone else updated {name} between gangway's update and publish "
+    "(another deploy, an infrastructure tool or a person); find who (CloudTrail: "
+    "UpdateFunctionCode on {name}), stop them, then re-run the deploy"
+)
 
 
 class DeployedVersion(BaseModel):
@@ -189,35 +210,66 @@ def _not_settled(
     )
 
 
-def _update_code(lam: Any, live_fn: LiveFunction, image_uri: str) -> str:
-    response = call(
-        lam.update_function_code,
-        "lambda:UpdateFunctionCode",
-        live_fn.arn or live_fn.name,
-        FunctionName=live_fn.name,
-        ImageUri=image_uri,
+def _update_code(lam: Any, live_fn: LiveFunction, image_uri: str, budget_s: float) -> None:
+    retry_conflicts(
+        lambda: call(
+            lam.update_function_code,
+            "lambda:UpdateFunctionCode",
+            live_fn.arn or live_fn.name,
+            FunctionName=live_fn.name,
+            ImageUri=image_uri,
+        ),
+        budget_s=budget_s,
+        action="lambda:UpdateFunctionCode",
+        function=live_fn.name,
     )
-    return str(response["CodeSha256"])
 
 
-def _publish(lam: Any, live_fn: LiveFunction, code_sha256: str, image_uri: str) -> str:
-    conflict = AwsError(
-        f"the code of {live_fn.name} changed between update and publish: another deploy?",
-        expected=f"$LATEST with CodeSha256 {code_sha256}",
-        found="PreconditionFailedException: CodeSha256 no longer matches",
-        remedy="check who else is deploying this environment, then re-run",
-    )
-    response = call(
-        lam.publish_version,
-        "lambda:PublishVersion",
-        live_fn.arn or live_fn.name,
-        {PRECONDITION: conflict},
-        FunctionName=live_fn.name,
-        # Pinning the sha means a concurrent code change fails the publish instead of
-        # slipping into the version.
-        CodeSha256=code_sha256,
-        Description=f"gangway: {image_uri}"[:256],
-    )
+def _sha_of(image_uri: str) -> str:
+    """The CodeSha256 Lambda reports for an image by digest: the manifest digest's hex."""
+    return _digest(image_uri).removeprefix("sha256:")
+
+
+def _latest_code(lam: Any, name: str) -> str:
+    """What $LATEST runs now, for a message: 'sha256:… (uri)'."""
+    try:
+        now = get_function(lam, name)
+    except AwsError as exc:
+        return f"(could not read $LATEST: {exc.message})"
+    uri = now.get("Code", {}).get("ImageUri", "")
+    return f"sha256:{now['Configuration'].get('CodeSha256', '')} ({uri})"
+
+
+def _publish(lam: Any, live_fn: LiveFunction, image_uri: str, budget_s: float) -> str:
+    expected = _sha_of(image_uri)
+    try:
+        response = retry_conflicts(
+            lambda: call(
+                lam.publish_version,
+                "lambda:PublishVersion",
+                live_fn.arn or live_fn.name,
+                FunctionName=live_fn.name,
+                # Pinning the gated digest: AWS refuses the publish (PreconditionFailed) when
+                # someone else's code update landed after ours, instead of publishing it.
+                CodeSha256=expected,
+                Description=f"gangway: {image_uri}"[:256],
+            ),
+            budget_s=budget_s,
+            action="lambda:PublishVersion",
+            function=live_fn.name,
+        )
+    except AwsError as exc:
+        if error_code(exc.__cause__ or exc) != PRECONDITION:
+            raise
+        raise ForeignCode(
+            f"the code of {live_fn.name} changed between update and publish: another deploy? "
+            "Publish refused, nothing routed to it",
+            function=live_fn.name,
+            expected=f"$LATEST with the gated digest sha256:{expected} ({image_uri})",
+            found=f"$LATEST runs {_latest_code(lam, live_fn.name)}; AWS refused the publish: "
+            "PreconditionFailedException (CodeSha256 no longer matches)",
+            remedy=FOREIGN_REMEDY.format(name=live_fn.name),
+        ) from exc
     return str(response["Version"])
 
 
@@ -228,7 +280,7 @@ def _digest(image_uri: str) -> str:
 def _verify_version(
     lam: Any, live_fn: LiveFunction, version: str, image_uri: str
 ) -> dict[str, Any]:
-    """Read the version back: it must run image_uri and carry the gated configuration."""
+    """Read the version back: it must run the gated digest and carry the gated configuration."""
     response = get_function(lam, live_fn.name, version)
     code = response.get("Code", {})
     conf = response["Configuration"]
@@ -238,12 +290,16 @@ def _verify_version(
     resolved = code.get("ResolvedImageUri", "")
     if resolved and _digest(resolved) != _digest(image_uri):
         problems.append(f"ResolvedImageUri {resolved}")
+    sha = str(conf.get("CodeSha256", ""))
+    if sha and sha != _sha_of(image_uri):
+        problems.append(f"CodeSha256 {sha}")
     if problems:
-        raise AwsError(
+        raise ForeignCode(
             f"version {version} of {live_fn.name} does not run the tested digest",
+            function=live_fn.name,
             expected=image_uri,
             found="; ".join(problems),
-            remedy="do not route traffic to it; check for a concurrent deploy and re-run",
+            remedy=FOREIGN_REMEDY.format(name=live_fn.name),
         )
     diffs = _runtime_differences(live_fn, conf)
     if diffs:
@@ -281,11 +337,16 @@ def _wait_active(lam: Any, name: str, version: str, wait_s: float) -> dict[str, 
     )
 
 
-def _update_and_publish(lam: Any, live_fn: LiveFunction, image_uri: str, wait_s: float) -> str:
-    _wait_updated(lam, live_fn.name, wait_s)  # UpdateFunctionCode is refused mid-update
-    sha = _update_code(lam, live_fn, image_uri)
+def _update_and_publish(
+    lam: Any, live_fn: LiveFunction, image_uri: str, wait_s: float, budget_s: float
+) -> str:
+    # Lambda refuses an update of a function still Pending (just created) or mid-update, and
+    # a publish mid-update: each write waits for the one before to settle.
+    _wait_active(lam, live_fn.name, LATEST, wait_s)
     _wait_updated(lam, live_fn.name, wait_s)
-    return _publish(lam, live_fn, sha, image_uri)
+    _update_code(lam, live_fn, image_uri, budget_s)
+    _wait_updated(lam, live_fn.name, wait_s)
+    return _publish(lam, live_fn, image_uri, budget_s)
 
 
 def deploy_version(
@@ -301,7 +362,8 @@ def deploy_version(
     if existing is not None:
         version, reused = str(existing["Version"]), True
     else:
-        version, reused = _update_and_publish(lam, live_fn, image_uri, wait_s), False
+        budget_s = config.environment.deploy.conflict_retry_s
+        version, reused = _update_and_publish(lam, live_fn, image_uri, wait_s, budget_s), False
     _wait_active(lam, live_fn.name, version, wait_s)
     conf = _verify_version(lam, live_fn, version, image_uri)
     return DeployedVersion(

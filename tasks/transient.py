@@ -1,8 +1,8 @@
 """Which failures a retry can fix: the one classifier behind every retry in the pipeline.
 
 Used by the Prefect step retries (tasks/prefect_task.py), the rollback's window
-(tasks/lambda_alias.py) and the smoke invoke (tasks/lambda_invoke.py, which may repeat only
-what never ran: a throttle).
+(tasks/lambda_alias.py), the Lambda writes' conflict retries (tasks/aws.py) and the smoke
+invoke (tasks/lambda_invoke.py, which may repeat only what never ran: a throttle).
 AWS failures are judged by their botocore type and error code, wherever they sit in the
 exception chain (boundary functions wrap them in AwsError); other boundaries (Docker, the
 registry) by the text of their errors, since their exception types are not ours.
@@ -80,6 +80,23 @@ def is_throttled(exc: BaseException | None) -> bool:
         if isinstance(link, ClientError):
             code = str(link.response.get("Error", {}).get("Code", ""))
             return code in THROTTLING_CODES or _status(link) == 429
+        if isinstance(link, BotoCoreError):
+            return False
+    return False
+
+
+CONFLICT = "ResourceConflictException"
+
+
+def is_conflict(exc: BaseException | None) -> bool:
+    """True when Lambda refused a write because another update of the function is in progress.
+
+    Not transient for a step retry: tasks/aws.py retry_conflicts retries it within its own
+    budget (environment.deploy.conflict_retry_s), and past that a human must look.
+    """
+    for link in _chain(exc) if exc is not None else ():
+        if isinstance(link, ClientError):
+            return str(link.response.get("Error", {}).get("Code", "")) == CONFLICT
         if isinstance(link, BotoCoreError):
             return False
     return False

@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from alias_reads import settled_alias
 
 from gangway.config import DeployConfig, load_config
 from rehearsal.lambda_waits import wait_active, wait_updated
 from tasks.aws import client
 from tasks.lambda_alias import SUPERSEDED, restore_aliases, set_canary, shift_alias
-from tasks.lambda_read import AliasState, read_alias
+from tasks.lambda_read import AliasState
 
 pytestmark = pytest.mark.stack
 
@@ -75,7 +76,7 @@ def test_an_alias_as_this_deploy_left_it_is_restored(
     mine = set_canary(config, name, v1, v2, 50)
     result = restore_aliases(config, {name: _state(config, v1)}, moved_to={name: mine})
     assert isinstance(result[name], AliasState) and result[name].routes_like(_state(config, v1))
-    assert read_alias(config, name).routes_like(_state(config, v1))
+    assert settled_alias(config, name).routes_like(_state(config, v1))
 
 
 def test_an_alias_another_deploy_moved_is_left_alone_and_said_so(
@@ -91,7 +92,7 @@ def test_an_alias_another_deploy_moved_is_left_alone_and_said_so(
     said = result[name]
     assert isinstance(said, str) and said.startswith("not restored: alias now routes")
     assert said.endswith(SUPERSEDED) and f"→ {v3}" in said, said
-    now = read_alias(config, name)
+    now = settled_alias(config, name)
     assert now.routes_like(theirs) and now.revision_id == theirs.revision_id, "it was written"
 
 
@@ -104,7 +105,7 @@ def test_an_alias_already_back_needs_no_write(
         config, {name: _state(config, v1)}, moved_to={name: _state(config, v2)}
     )
     assert isinstance(result[name], AliasState) and result[name].routes_like(back)
-    assert read_alias(config, name).revision_id == back.revision_id, "a no-op was written"
+    assert settled_alias(config, name).revision_id == back.revision_id, "a no-op was written"
 
 
 def test_a_full_shift_that_stopped_part_way_is_still_this_deploys_to_restore(
@@ -117,4 +118,4 @@ def test_a_full_shift_that_stopped_part_way_is_still_this_deploys_to_restore(
         config, {name: _state(config, v1)}, moved_to={name: _state(config, v2)}
     )
     assert isinstance(result[name], AliasState), result[name]
-    assert read_alias(config, name).routes_like(_state(config, v1))
+    assert settled_alias(config, name).routes_like(_state(config, v1))

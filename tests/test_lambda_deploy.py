@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from alias_reads import settled_alias
 from botocore.stub import Stubber
 
 from gangway.config import DeployConfig, load_config
@@ -31,7 +32,7 @@ from tasks.aws import RESTORE_READ_TIMEOUT_S, client
 from tasks.lambda_alias import restore_alias, restore_aliases, set_canary, shift_alias
 from tasks.lambda_config_gate import config_gate
 from tasks.lambda_publish import DeployedVersion, deploy_version
-from tasks.lambda_read import AliasState, LiveFunction, describe_functions, read_alias
+from tasks.lambda_read import AliasState, LiveFunction, describe_functions
 from tasks.registry import PushedImage
 
 # The ticker fetcher answers without the database: the cheapest function to invoke.
@@ -66,7 +67,7 @@ def deployed(
 ) -> tuple[DeployedVersion, DeployedVersion, list[str], list[str]]:
     """The reference image deployed to the canary function twice: (first, rerun, versions)."""
     name = staging.functions[CANARY_KEY].name
-    alias = read_alias(staging, name)
+    alias = settled_alias(staging, name)
     if alias.weights:  # a run killed mid-canary left weights behind; start from a clean alias
         restore_alias(staging, name, alias.model_copy(update={"weights": {}}))
     live = describe_functions(staging)[CANARY_KEY]
@@ -228,12 +229,12 @@ def test_shift_then_restore_reads_the_alias_back_on_the_previous_version(
     deployed: tuple[DeployedVersion, DeployedVersion, list[str], list[str]],
 ) -> None:
     first = deployed[0]
-    previous = read_alias(staging, first.name)
+    previous = settled_alias(staging, first.name)
     assert previous.version != first.version
     try:
         moved = shift_alias(staging, first.name, first.version)
         assert moved.version == first.version and moved.weights == {}
-        assert read_alias(staging, first.name).routes_like(moved)
+        assert settled_alias(staging, first.name).routes_like(moved)
         response = lam.invoke(FunctionName=first.name, Qualifier="live", Payload=b"{}")
         assert response["ExecutedVersion"] == first.version
     finally:
@@ -241,7 +242,7 @@ def test_shift_then_restore_reads_the_alias_back_on_the_previous_version(
         back = restore_alias(staging, first.name, previous)
         elapsed = time.monotonic() - started
     assert back.version == previous.version and back.weights == {}
-    assert read_alias(staging, first.name).routes_like(previous)
+    assert settled_alias(staging, first.name).routes_like(previous)
     print(f"\nrestore_alias (update + read-back): {elapsed:.2f} s")
 
 
@@ -252,13 +253,13 @@ def test_canary_routes_invokes_to_both_versions(
     deployed: tuple[DeployedVersion, DeployedVersion, list[str], list[str]],
 ) -> None:
     first = deployed[0]
-    previous = read_alias(staging, first.name)
+    previous = settled_alias(staging, first.name)
     seen: Counter[str] = Counter()
     started = time.monotonic()
     try:
         canary = set_canary(staging, first.name, previous.version, first.version, 50)
         assert canary.version == previous.version and canary.weights == {first.version: 0.5}
-        assert read_alias(staging, first.name).routes_like(canary)
+        assert settled_alias(staging, first.name).routes_like(canary)
         # Stop once both versions answered: with 50 % each, 20 invokes miss one ~2e-6 of runs.
         for _ in range(20):
             response = lam.invoke(FunctionName=first.name, Qualifier="live", Payload=b"{}")
@@ -406,6 +407,7 @@ def _until_update(stub: Stubber) -> None:
     stub.add_response("get_function", latest, {"FunctionName": NAME, "Qualifier": "$LATEST"})
     stub.add_response("list_versions_by_function", {"Versions": [_conf(), _conf("1")]})
     stub.add_response("get_function", {"Configuration": _conf("1"), "Code": {"ImageUri": DIGEST_A}})
+    stub.add_response("get_function_configuration", _conf())  # Active (not Pending)
     stub.add_response("get_function_configuration", _conf())  # no update in progress
     stub.add_response("update_function_code", _conf(CodeSha256="b" * 64))
 
@@ -468,9 +470,18 @@ def test_an_update_still_in_progress_at_the_deadline_is_a_clear_error(
         deploy_version(offline, _live(), DIGEST_B, wait_s=0)
 
 
+def _policy(config: DeployConfig, **changes: float) -> DeployConfig:
+    deploy = config.environment.deploy.model_copy(update=changes)
+    return config.model_copy(
+        update={"environment": config.environment.model_copy(update={"deploy": deploy})}
+    )
+
+
 def test_an_alias_changed_by_another_writer_is_a_clear_error(
     offline: DeployConfig, stub: Stubber
 ) -> None:
+    # Refused on every fresh read until the read window ends (here: at once).
+    offline = _policy(offline, alias_read_window_s=0)
     stub.add_response("get_alias", ALIAS_V1)
     stub.add_client_error(
         "update_alias",

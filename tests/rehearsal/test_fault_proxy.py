@@ -22,6 +22,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from rehearsal.fault_proxy import LAMBDA_THROTTLE_BODY, FaultProxy, classify
+from rehearsal.lambda_waits import wait_updated
 
 pytestmark = pytest.mark.stack
 
@@ -224,3 +225,41 @@ def test_down_when_starts_the_outage_at_the_matching_request_and_ends_it_later(
     # Ordering, not timing: the reset request came before the outage, the retry after it.
     [forwarded] = proxy.seen("lambda:UpdateAlias", action="forwarded")
     assert reset.seq < edges[0].seq < edges[1].seq < forwarded.seq
+
+
+def test_before_forward_runs_the_hook_first_then_forwards_the_request(
+    proxy: FaultProxy, aws: Callable[[str], Any], function: str
+) -> None:
+    lam = through(proxy, "lambda", NO_RETRIES)
+    direct = aws("lambda")
+    mark = f"another client {uuid.uuid4().hex[:8]}"
+    seen: list[str] = []
+
+    def other_client(request: Any) -> None:
+        # Straight to the upstream while the proxied request waits: its answer shows the write.
+        seen.append(request.kind)
+        direct.update_function_configuration(FunctionName=function, Description=mark)
+
+    proxy.before_forward("lambda:GetFunctionConfiguration", other_client)
+    try:
+        read = lam.get_function_configuration(FunctionName=function)
+        again = lam.get_function_configuration(FunctionName=function)
+    finally:
+        wait_updated(direct, function)  # the next test's writes would be refused meanwhile
+    assert seen == ["lambda:GetFunctionConfiguration"], "once, for the first match only"
+    assert read["Description"] == again["Description"] == mark
+    assert proxy.counts("forwarded") == {"lambda:GetFunctionConfiguration": 2}
+    assert not proxy.hook_errors
+
+
+def test_a_failing_hook_is_kept_and_the_request_still_forwarded(
+    proxy: FaultProxy, function: str
+) -> None:
+    lam = through(proxy, "lambda", NO_RETRIES)
+
+    def broken(_request: Any) -> None:
+        raise RuntimeError("hook broke")
+
+    proxy.before_forward("lambda:GetAlias", broken)
+    assert lam.get_alias(FunctionName=function, Name="live")["FunctionVersion"] == "1"
+    assert [str(e) for e in proxy.hook_errors] == ["hook broke"]
