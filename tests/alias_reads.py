@@ -19,3 +19,9 @@ def settled_alias(config: DeployConfig, name: str) -> AliasState:
     """The environment's alias of function name, read after the stale-read window."""
     time.sleep(fidelity.for_function(name).stale_alias_s)
     return read_alias(config, name)
+
+
+def settle(config: DeployConfig) -> None:
+    """Wait out the stale-read window of every function of config (one wait for them all)."""
+    time.sleep(max((fidelity.for_function(fn.name).stale_alias_s
+                    for fn in config.functions.values()), default=0.0))

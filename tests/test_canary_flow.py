@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from alias_reads import settle
 
 from flows.deploy import deploy
 from gangway.config import REPO_ROOT, DeployConfig, load_config
@@ -28,7 +29,8 @@ DEPLOY = "GANGWAY_ENVIRONMENT__DEPLOY__"
 
 
 def aliases(config: DeployConfig) -> dict[str, tuple[str, dict[str, float]]]:
-    """Where each function's alias points now, with its weights, read from AWS."""
+    """Where each function's alias points now, with its weights, read from AWS (settled)."""
+    settle(config)
     out = {}
     for key, fn in config.functions.items():
         state = lambda_read.read_alias(config, fn.name)
@@ -115,6 +117,7 @@ def test_window_count_waits_for_known_invokes_and_reports_the_unseen(stack: obje
     # known to have run the version come back as unseen, after a bounded wait.
     config = load_config(ENV)
     fn = config.functions["ticker_fetcher"]
+    settle(config)
     version = lambda_read.read_alias(config, fn.name).version
     since = int(time.time() * 1000)
     outcome = smoke_invoke(

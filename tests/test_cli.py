@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alias_reads import settle
 
 from gangway.config import REPO_ROOT, DeployConfig, load_config
 from gangway.record import DeployRecord, Outcome
@@ -138,7 +139,8 @@ def append_python(module: str, code: str) -> str:
 
 
 def read_aliases(config: DeployConfig) -> dict[str, tuple[str, dict[str, float]]]:
-    """Every function's alias target and routing weights, read back from AWS."""
+    """Every function's alias target and routing weights, read back from AWS (settled)."""
+    settle(config)
     states = {
         key: lambda_read.read_alias(config, fn.name) for key, fn in config.functions.items()
     }

@@ -10,6 +10,7 @@ import itertools
 import json
 
 import pytest
+from alias_reads import settle
 
 from flows.deploy import deploy
 from gangway.config import REPO_ROOT, DeployConfig, load_config
@@ -24,7 +25,8 @@ ENV = "dev"
 
 
 def aliases(config: DeployConfig) -> dict[str, str]:
-    """Where each function's alias points now, read from AWS."""
+    """Where each function's alias points now, read from AWS (settled)."""
+    settle(config)
     return {
         key: lambda_read.read_alias(config, fn.name).version
         for key, fn in config.functions.items()

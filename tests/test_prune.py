@@ -18,6 +18,7 @@ from typing import Any
 
 import docker as docker_sdk
 import pytest
+from alias_reads import settle
 from botocore.exceptions import ClientError
 from service_repo import APP, KEY, _git, explain, gangway, make_service
 
@@ -154,6 +155,7 @@ def test_reference_service_dry_run_keeps_what_its_aliases_route_to(stack: object
     done = gangway("prune", "--env", "dev", "--dry-run", "--json")
     assert done.returncode == 0, explain(done)
     plan = json.loads(done.stdout)["plan"]
+    settle(config)
     for fn in config.functions.values():
         alias = lam.get_alias(FunctionName=fn.name, Name="live")
         mine = {i["ref"]: i for i in plan["items"] if i["where"] == fn.name}

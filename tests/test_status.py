@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alias_reads import settle
 from service_repo import KEY, SERVICE, make_service
 
 from flows.status import LiveRouting, LockState, SchemaState, VersionImage, environment_status
@@ -119,6 +120,7 @@ def hand_moved(
         )
     else:
         lam.update_alias(FunctionName=name, Name=alias, FunctionVersion=other)
+    settle(config)  # status is judged on the settled alias, not on a stale read of it
     try:
         yield key, deployed_version, other
     finally:
@@ -128,6 +130,7 @@ def hand_moved(
             FunctionVersion=deployed_version,
             RoutingConfig={"AdditionalVersionWeights": {}},
         )
+        settle(config)
         state = lambda_read.read_alias(config, name)
         assert (state.version, state.weights) == (deployed_version, {})
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from alias_reads import settle
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
@@ -67,6 +68,7 @@ def test_a_deploy_started_as_prefect_yaml_says_runs_on_the_worker(stack: object)
     record = fresh[0]
     assert record.outcome is Outcome.SUCCEEDED, record.message
     config = load_config(ENV)
+    settle(config)
     for key, move in record.functions.items():
         alias = lambda_read.read_alias(config, config.functions[key].name)
         assert alias.version == move.version_after and not alias.weights, (key, alias)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alias_reads import settle
 
 from flows.deploy import DeployFailed, deploy
 from gangway.config import REPO_ROOT, DeployConfig, load_config
@@ -66,7 +67,9 @@ Aliases = dict[str, tuple[str, dict[str, float]]]
 
 
 def read_aliases(config: DeployConfig) -> Aliases:
-    """Where every function's alias points, and its canary weights, read from AWS."""
+    """Where every function's alias points, and its canary weights, read from AWS (after the
+    stale-read window of the last write: a verdict judges the settled state, as a person would)."""
+    settle(config)
     out: Aliases = {}
     for key, fn in config.functions.items():
         try:

@@ -7,6 +7,7 @@ still reading the world, and says which one and who creates it.
 from __future__ import annotations
 
 import pytest
+from alias_reads import settle
 
 from tasks.aws import client
 
@@ -32,6 +33,7 @@ def test_missing_alias_stops_before_anything_moves(fault: FaultRun) -> None:
     fn = fault.config.functions["query_tool"]
     alias = fault.config.environment.alias
     lam = client(fault.config, "lambda")
+    settle(fault.config)
     version = lam.get_alias(FunctionName=fn.name, Name=alias)["FunctionVersion"]
     lam.delete_alias(FunctionName=fn.name, Name=alias)
     fault.rebaseline()  # the missing alias is the world this row starts from
