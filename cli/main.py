@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from cli import approve as approve_cli
 from cli import gate as gate_cli
 from cli import prune as prune_cli
 from cli import rollback as rollback_cli
@@ -360,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", parents=[project], help=rollback_cli.HELP)
     rollback_cli.add_arguments(p)
     p.set_defaults(run=rollback_cli.run)
+
+    p = sub.add_parser("approve", help=approve_cli.HELP)
+    approve_cli.add_arguments(p)
+    p.set_defaults(run=approve_cli.run)
 
     p = sub.add_parser("init", help="write a starting deployments/ for a service (SAM or answers)")
     add_arguments(p)
