@@ -121,7 +121,7 @@ def reuse_image(run: Run) -> Done:
 def pull(run: Run) -> Done:
     """Promotion: pull the validated image by digest instead of building."""
     assert run.promoted is not None
-    run.built = step_calls.pull(run.promoted, run.revision)
+    run.built = step_calls.pull(run.promoted, run.revision, run.config)
     run.emit(EventKind.IMAGE, {"image_ref": run.built.reference})
     return Done()
 

@@ -35,7 +35,7 @@ from gangway.record import DeployRecord, Event, EventKind, Outcome
 from tasks import lambda_read, lambda_versions
 from tasks.env_lock import deploy_lock
 from tasks.ledger import Ledger, of_service
-from tasks.registry import RegistryClient
+from tasks.registry import registry_client
 
 # The tag `gangway stack seed` pushes so that infrastructure can create the functions before
 # any deploy: a function created from it still names it.
@@ -101,7 +101,7 @@ def observe(config: DeployConfig, ledger: Ledger, keep: int) -> PruneInputs:
     }
     repository = config.service.build.repository
     elsewhere, unread = _other_environments(config, sorted(environments - {env}))
-    registry = RegistryClient(config.environment.registry)
+    registry = registry_client(config)
     try:
         tags: dict[str, str] = {}
         for tag in registry.tags(repository):
@@ -213,7 +213,7 @@ class DeleteExecutor:
     def _delete(self, item: PruneItem) -> bool:
         if item.kind == "version":
             return lambda_versions.delete_version(self.config, item.where, item.ref)
-        registry = RegistryClient(self.config.environment.registry)
+        registry = registry_client(self.config)
         try:
             return registry.delete_manifest(item.where, item.ref)
         finally:

@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -238,6 +239,29 @@ class AwsSpec(Strict):
 
     region: str = "ap-southeast-1"
     endpoint_url: str | None = None
+    # --- issue 14 (wt-copy): per-environment AWS credentials --------------------------------
+    # A named profile of the shared config/credentials files, or a role assumed through STS
+    # (on endpoint_url when set). Neither: the process's default credential chain.
+    profile: str | None = None
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/.+")
+    external_id: str | None = None
+    session_name: str | None = Field(default=None, pattern=r"^[\w+=,.@-]{2,64}$")
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> AwsSpec:
+        if self.profile and self.role_arn:
+            raise ValueError("set environment.aws.profile or environment.aws.role_arn, not both")
+        if (self.external_id or self.session_name) and not self.role_arn:
+            raise ValueError("external_id and session_name need environment.aws.role_arn")
+        return self
+
+
+# --- issue 14 (wt-copy): per-environment registry credentials -------------------------------
+class RegistryAuthSpec(Strict):
+    """Credentials for environment.registry; the password is read from the named variable."""
+
+    username: str = Field(min_length=1)
+    password_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class DatabaseSpec(Strict):
@@ -392,6 +416,8 @@ class EnvironmentSpec(Strict):
     aws: AwsSpec = AwsSpec()
     database: DatabaseSpec | None = None
     deploy: DeployPolicy = DeployPolicy()
+    # --- issue 14 (wt-copy): None = the registry is read and written anonymously
+    registry_auth: RegistryAuthSpec | None = None
 
 
 class DeploySettings(BaseSettings):
@@ -541,6 +567,10 @@ class DeployConfig(BaseModel):
         values = {self.db_password.get_secret_value()} if self.db_password else set()
         for fn in self.functions.values():
             values.update(v.get_secret_value() for k, v in fn.env.items() if _is_secret_key(k, fn))
+        # issue 14 (wt-copy): the registry password is read when used; scrub it all the same.
+        auth = self.environment.registry_auth
+        if auth and os.environ.get(auth.password_env):
+            values.add(os.environ[auth.password_env])
         return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
 

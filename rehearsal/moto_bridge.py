@@ -381,6 +381,17 @@ class Invocation:
     request_id: str | None = None
 
 
+def _pull_login(uri: str) -> dict[str, str] | None:
+    """Lambda pulls from ECR with the account's own permission: here, the login of the
+    stack's authenticating registry (from stack.env: the bridge's env has no secrets)."""
+    from rehearsal import auth_registry, mariadb_setup
+
+    if not uri.startswith(auth_registry.endpoint() + "/"):
+        return None
+    password = mariadb_setup.read_stack_env().get(auth_registry.PASSWORD_ENV)
+    return {"username": auth_registry.USER, "password": password} if password else None
+
+
 def _image(client: docker.DockerClient, uri: str) -> Image:
     """The function's image: local if present, else pulled from its registry."""
     try:
@@ -388,7 +399,7 @@ def _image(client: docker.DockerClient, uri: str) -> Image:
     except ImageNotFound:
         pass
     try:
-        client.images.pull(uri)
+        client.images.pull(uri, auth_config=_pull_login(uri))
         return client.images.get(uri)
     except DockerException as exc:
         raise StackError(

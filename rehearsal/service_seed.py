@@ -65,7 +65,7 @@ def _require_stack() -> None:
 
 def seed_service(project: Path, envs: list[str] | None = None) -> SeededService:
     """Create what the service at project declares for each env (default: all of its envs)."""
-    from rehearsal.stack import push_bootstrap
+    from rehearsal.stack import push_bootstrap, registry_login
 
     began = time.monotonic()
     _require_stack()
@@ -94,7 +94,7 @@ def seed_service(project: Path, envs: list[str] | None = None) -> SeededService:
                 "(not on the rehearsal MariaDB: left alone)"
             )
         uri, _digest, _pushed = push_bootstrap(
-            config.environment.registry, config.service.build.repository
+            config.environment.registry, config.service.build.repository, registry_login(config)
         )
         done += seed_environment(config, uri)
         done += _fill_index(config)

@@ -20,9 +20,22 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gangway.config import REPO_ROOT, available_environments, gangway_home, load_config
+from gangway.config import (
+    REPO_ROOT,
+    DeployConfig,
+    available_environments,
+    gangway_home,
+    load_config,
+)
 from gangway.errors import GangwayError, StackError
-from rehearsal import base_image, mariadb_setup, package_index, prefect_worker, system
+from rehearsal import (
+    auth_registry,
+    base_image,
+    mariadb_setup,
+    package_index,
+    prefect_worker,
+    system,
+)
 from rehearsal.system import LOOPBACK
 
 BOOTSTRAP_TAG = "bootstrap"
@@ -150,39 +163,46 @@ def ensure_moto(home: Path | None = None) -> system.DaemonResult:
 # --------------------------------------------------------------------------- seeding
 
 
-def _registry_digest(registry: str, repository: str, tag: str) -> str | None:
+def _registry_digest(
+    registry: str, repository: str, tag: str, login: tuple[str, str] | None = None
+) -> str | None:
     import httpx
 
     try:
         response = httpx.head(
             f"http://{registry}/v2/{repository}/manifests/{tag}",
-            headers={"Accept": MANIFEST_TYPES}, timeout=5, trust_env=False,
+            headers={"Accept": MANIFEST_TYPES}, timeout=5, trust_env=False, auth=login,
         )
     except httpx.HTTPError:
         return None
     return response.headers.get("Docker-Content-Digest") if response.status_code == 200 else None
 
 
-def push_bootstrap(registry: str, repository: str) -> tuple[str, str, bool]:
+def push_bootstrap(
+    registry: str, repository: str, login: tuple[str, str] | None = None
+) -> tuple[str, str, bool]:
     """Tag the base image as <registry>/<repository>:bootstrap and push it unless it is there.
 
+    login: (user, password) for a registry that requires one (Basic, as htpasswd answers).
     Returns (image URI, digest, pushed?).
     """
     import docker
 
     uri = f"{registry}/{repository}"
+    auth = {"username": login[0], "password": login[1]} if login else None
     client = system.docker_client()
     try:
         image = client.images.get(base_image.BASE_IMAGE)
         known = {d.split("@", 1)[1] for d in image.attrs.get("RepoDigests") or []
                  if d.startswith(uri + "@")}
-        digest = _registry_digest(registry, repository, BOOTSTRAP_TAG)
+        digest = _registry_digest(registry, repository, BOOTSTRAP_TAG, login)
         if digest and digest in known:
             return f"{uri}:{BOOTSTRAP_TAG}", digest, False
         image.tag(uri, BOOTSTRAP_TAG)
         errors: list[str] = []
         pushed_digest = ""
-        for chunk in client.images.push(uri, tag=BOOTSTRAP_TAG, stream=True, decode=True):
+        for chunk in client.images.push(uri, tag=BOOTSTRAP_TAG, stream=True, decode=True,
+                                        auth_config=auth):
             if "error" in chunk:
                 errors.append(str(chunk.get("error")))
             aux = chunk.get("aux") or {}
@@ -205,6 +225,24 @@ def push_bootstrap(registry: str, repository: str) -> tuple[str, str, bool]:
         ) from exc
     finally:
         client.close()
+
+
+def registry_login(config: DeployConfig) -> tuple[str, str] | None:
+    """The environment's registry login (user, password from its variable), None if anonymous."""
+    auth = config.environment.registry_auth
+    if auth is None:
+        return None
+    password = os.environ.get(auth.password_env)
+    if not password:
+        raise StackError(
+            f"{config.environment.name}: no password for the registry "
+            f"{config.environment.registry}",
+            expected=f"{auth.password_env} set (stack.env holds the rehearsal's)",
+            found="not set",
+            remedy=f"run `up` (it writes {auth_registry.PASSWORD_ENV} to stack.env), or "
+            f"export {auth.password_env}",
+        )
+    return auth.username, password
 
 
 def _seed_marker(home: Path | None) -> Path:
@@ -230,7 +268,8 @@ def seed(envs: Iterable[str], *, force: bool = False, home: Path | None = None) 
         key = config.image_repository
         if key not in uris:
             uri, digest, did_push = push_bootstrap(config.environment.registry,
-                                                   config.service.build.repository)
+                                                   config.service.build.repository,
+                                                   registry_login(config))
             uris[key], digests[key] = uri, digest
             if did_push:
                 pushed.append(uri)
@@ -359,6 +398,16 @@ def _up(envs: list[str] | None, *, reseed: bool) -> StackStatus:
                          f"{mariadb_setup.stack_env_path()} (600)")
 
     _step(status, "databases", databases)
+
+    def authenticating_registry() -> Component:
+        component = _daemon(auth_registry.ensure())
+        load_stack_env()
+        component.detail = (f"htpasswd login {auth_registry.USER!r}, password in "
+                            f"{auth_registry.PASSWORD_ENV} (stack.env)")
+        return component
+
+    # After databases: its password joins the stack.env that step writes.
+    _step(status, auth_registry.NAME, authenticating_registry)
     _step(status, "package-index", lambda: _index_component(
         _daemon(package_index.ensure_index())))
 
@@ -428,6 +477,9 @@ def status() -> StackStatus:
         _probe("registry", f"http://{LOOPBACK}:{ports.registry}", system.registry_ready,
                "registry"),
     ]
+    result.components.append(_probe(
+        auth_registry.NAME, f"http://{auth_registry.endpoint()}", auth_registry.ready,
+        auth_registry.NAME))
     t0 = time.monotonic()
     if result.component("dockerd").ok:
         state = base_image.base_image_state()

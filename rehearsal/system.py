@@ -794,7 +794,8 @@ def ensure_prefect(home: Path | None = None, timeout: float = 120.0) -> DaemonRe
 
 
 # Reverse start order: clients before the services they use.
-STOP_ORDER = ("prefect-worker", "prefect", "moto", "registry", "mariadb", "dockerd")
+STOP_ORDER = ("prefect-worker", "prefect", "moto", "registry-auth", "registry", "mariadb",
+              "dockerd")
 
 
 def stop_all(home: Path | None = None) -> list[str]:

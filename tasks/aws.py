@@ -19,10 +19,18 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+from botocore.credentials import RefreshableCredentials
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
 
-from gangway.config import DeployConfig
+from gangway.config import AwsSpec, DeployConfig
 from gangway.errors import AwsError
 from tasks.transient import NO_ANSWER, is_conflict, is_throttled
 
@@ -69,7 +77,7 @@ PROFILES: dict[str, BotoConfig] = {
 }
 
 
-_clients: dict[tuple[str, str, str, str | None, int | None, str], Any] = {}
+_clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
 
 CREDENTIAL_VARIABLES = (
@@ -107,16 +115,107 @@ def client(
     aws = config.environment.aws
     if profile == "invoke" and read_timeout is None:
         read_timeout = config.environment.deploy.invoke_timeout_s
-    key = (service, profile, aws.region, aws.endpoint_url, read_timeout, _credentials_fingerprint())
+    fingerprint = _credentials_fingerprint()
+    key = (service, profile, aws.region, aws.endpoint_url, read_timeout, fingerprint)
+    key += _identity(aws)
     with _clients_lock:
         if key not in _clients:
             boto = PROFILES[profile]
             if read_timeout is not None:
                 boto = boto.merge(BotoConfig(read_timeout=read_timeout))
-            _clients[key] = boto3.session.Session().client(
+            _clients[key] = _session(aws, fingerprint).client(
                 service, region_name=aws.region, endpoint_url=aws.endpoint_url, config=boto
             )
         return _clients[key]
+
+
+# --- issue 14 (wt-copy): per-environment credentials: a named profile or an assumed role -----
+# One session per environment identity: clients of every service share its credentials, and
+# an assumed role's are refreshed by botocore before they expire (RefreshableCredentials).
+_sessions: dict[tuple[str, ...], boto3.session.Session] = {}
+# botocore's RefreshableCredentials assume again within 15 min of the expiry (its advisory
+# window), so a long deploy never signs with a token that is about to lapse.
+ROLE_SESSION_S = 3600
+DEFAULT_SESSION_NAME = "gangway"
+
+
+def _identity(aws: AwsSpec) -> tuple[str, ...]:
+    if aws.role_arn:
+        return ("role", aws.role_arn, aws.external_id or "", aws.session_name or "")
+    if aws.profile:
+        return ("profile", aws.profile)
+    return ()
+
+
+def _session(aws: AwsSpec, fingerprint: str) -> boto3.session.Session:
+    """The boto3 session for the environment's identity (called under _clients_lock)."""
+    key = (*_identity(aws), aws.region, aws.endpoint_url or "", fingerprint)
+    if key not in _sessions:
+        if aws.role_arn:
+            _sessions[key] = _role_session(aws)
+        elif aws.profile:
+            try:
+                _sessions[key] = boto3.session.Session(profile_name=aws.profile)
+            except ProfileNotFound as exc:
+                raise AwsError(
+                    f"the AWS profile {aws.profile!r} does not exist",
+                    expected=f"[profile {aws.profile}] in the AWS config or credentials file",
+                    found=str(exc),
+                    remedy=f"create the profile (`aws configure --profile {aws.profile}`) or "
+                    "fix environment.aws.profile",
+                ) from exc
+        else:
+            _sessions[key] = boto3.session.Session()
+    return _sessions[key]
+
+
+def _role_session(aws: AwsSpec) -> boto3.session.Session:
+    """A session on role_arn's credentials, assumed now and again before they expire."""
+    assert aws.role_arn is not None
+    role_arn = aws.role_arn
+    sts = boto3.session.Session().client(
+        "sts", region_name=aws.region, endpoint_url=aws.endpoint_url, config=BOTO
+    )
+
+    def assume() -> dict[str, str]:
+        arguments: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": aws.session_name or DEFAULT_SESSION_NAME,
+            "DurationSeconds": ROLE_SESSION_S,
+        }
+        if aws.external_id:
+            arguments["ExternalId"] = aws.external_id
+        try:
+            issued = sts.assume_role(**arguments)["Credentials"]
+        except (ClientError, BotoCoreError) as exc:
+            raise _assume_refused(exc, role_arn) from exc
+        return {
+            "access_key": issued["AccessKeyId"],
+            "secret_key": issued["SecretAccessKey"],
+            "token": issued["SessionToken"],
+            "expiry_time": issued["Expiration"].isoformat(),
+        }
+
+    credentials = RefreshableCredentials.create_from_metadata(
+        metadata=assume(), refresh_using=assume, method="sts-assume-role"
+    )
+    core = botocore.session.get_session()
+    core._credentials = credentials
+    return boto3.session.Session(botocore_session=core, region_name=aws.region)
+
+
+def _assume_refused(exc: Exception, role_arn: str) -> AwsError:
+    """AssumeRole refused: name the role, who asked, and what to change."""
+    translated = aws_error(exc, "sts:AssumeRole", role_arn)
+    return AwsError(
+        f"assuming the role {role_arn} was refused",
+        expected=f"the deploying identity allowed sts:AssumeRole on {role_arn}, and the role's "
+        "trust policy naming it",
+        found=translated.found or translated.message,
+        remedy=f"allow sts:AssumeRole on {role_arn} for the identity gangway runs as, and add it "
+        "to the role's trust policy (with the external id when environment.aws.external_id "
+        "is set); or fix environment.aws.role_arn",
+    )
 
 
 def error_code(exc: BaseException) -> str:

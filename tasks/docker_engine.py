@@ -24,10 +24,16 @@ def docker_client(timeout: int = 300) -> docker.DockerClient:
     return client
 
 
-def pull_by_digest(client: docker.DockerClient, reference: str, remedy: str) -> Image:
-    """Pull repository@sha256:… into the engine (which checks the content against the digest)."""
+def pull_by_digest(
+    client: docker.DockerClient,
+    reference: str,
+    remedy: str,
+    auth_config: dict[str, str] | None = None,
+) -> Image:
+    """Pull repository@sha256:… into the engine (which checks the content against the digest);
+    auth_config: the registry's login (tasks/registry.RegistryCredentials.auth_config())."""
     try:
-        return client.images.pull(reference)
+        return client.images.pull(reference, auth_config=auth_config)
     except (APIError, ImageNotFound) as exc:
         raise DockerError(
             f"the engine could not pull {reference}",

@@ -36,7 +36,7 @@ from tasks.image_build import (
     build_recipe,
     image_architecture,
 )
-from tasks.registry import PushedImage, RegistryClient
+from tasks.registry import PushedImage, RegistryClient, registry_client, registry_credentials
 from tasks.source import SourceRevision
 
 # The single-image manifest types an engine push produces; an index is not reused (gangway
@@ -78,7 +78,7 @@ def decide_reuse(
     if revision.dirty:
         return ReuseDecision(None, "dirty tree: its tag does not describe its content")
     # Short: this is an optimisation asked before the build, not the push's own read-back.
-    registry = RegistryClient(config.environment.registry, timeout_s=REUSE_QUERY_TIMEOUT_S)
+    registry = registry_client(config, timeout_s=REUSE_QUERY_TIMEOUT_S)
     try:
         return _decide(client, registry, config, revision)
     except (RegistryError, DockerError) as exc:
@@ -178,6 +178,11 @@ def _local_image(client: docker.DockerClient, reference: str) -> Any:
         ) from exc
 
 
+def _auth_config(config: DeployConfig) -> dict[str, str] | None:
+    credentials = registry_credentials(config)
+    return credentials.auth_config() if credentials else None
+
+
 def reuse_image(
     client: docker.DockerClient, config: DeployConfig, reusable: ReusableImage
 ) -> tuple[BuiltImage, PushedImage]:
@@ -196,6 +201,7 @@ def reuse_image(
             by_digest,
             remedy="check the engine can reach the registry, or deploy with a build "
             "(remove the tag from the registry)",
+            auth_config=_auth_config(config),
         )
     if by_digest not in (local.attrs.get("RepoDigests") or []):
         raise RegistryError(

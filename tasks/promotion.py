@@ -19,7 +19,7 @@ from gangway.record import Outcome
 from tasks.docker_engine import pull_by_digest
 from tasks.image_build import BuiltImage
 from tasks.ledger import Ledger, of_service
-from tasks.registry import PushedImage, RegistryClient
+from tasks.registry import PushedImage, RegistryCredentials, registry_client
 from tasks.source import SourceRevision
 
 
@@ -59,7 +59,7 @@ def confirm_in_registry(config: DeployConfig, image: ValidatedImage) -> PushedIm
     """The validated digest as this environment's registry serves it, or RegistryError."""
     registry = config.environment.registry
     repository = config.service.build.repository
-    client = RegistryClient(registry)
+    client = registry_client(config)
     try:
         served = client.digest(repository, image.digest)
     finally:
@@ -76,7 +76,10 @@ def confirm_in_registry(config: DeployConfig, image: ValidatedImage) -> PushedIm
 
 
 def pull_image(
-    client: docker.DockerClient, pushed: PushedImage, revision: SourceRevision
+    client: docker.DockerClient,
+    pushed: PushedImage,
+    revision: SourceRevision,
+    credentials: RegistryCredentials | None = None,
 ) -> BuiltImage:
     """Pull the image by digest into the engine, for the in-image gate."""
     started = time.monotonic()
@@ -85,7 +88,8 @@ def pull_image(
         client,
         reference,
         remedy="check the engine can reach the registry (insecure registries need "
-        "daemon configuration)",
+        "daemon configuration) and environment.registry_auth",
+        auth_config=credentials.auth_config() if credentials else None,
     )
     architecture = str(image.attrs.get("Architecture", ""))
     return BuiltImage(

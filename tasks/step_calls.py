@@ -35,7 +35,7 @@ from tasks.image_gate import image_gate
 from tasks.image_reuse import ReusableImage, ReuseDecision, decide_reuse, reuse_image
 from tasks.lambda_read import AliasState, LiveFunction
 from tasks.promotion import pull_image
-from tasks.registry import PushedImage, push_image
+from tasks.registry import PushedImage, push_image, registry_credentials
 from tasks.source import SourceRevision
 
 K = TypeVar("K")
@@ -63,9 +63,12 @@ def reuse(config: DeployConfig, reusable: ReusableImage) -> tuple[BuiltImage, Pu
     return reuse_image(docker_client(), config, reusable)
 
 
-def pull(pushed: PushedImage, revision: SourceRevision) -> BuiltImage:
-    """Pull a validated image by digest (promotion: no rebuild)."""
-    return pull_image(docker_client(), pushed, revision)
+def pull(
+    pushed: PushedImage, revision: SourceRevision, config: DeployConfig | None = None
+) -> BuiltImage:
+    """Pull a validated image by digest (promotion: no rebuild), logged in as config says."""
+    credentials = registry_credentials(config) if config is not None else None
+    return pull_image(docker_client(), pushed, revision, credentials)
 
 
 def gate_image(
@@ -86,6 +89,7 @@ def push(config: DeployConfig, image: BuiltImage) -> PushedImage:
         config.environment.registry,
         config.service.build.repository,
         image.tag,
+        credentials=registry_credentials(config),
     )
 
 

@@ -16,7 +16,6 @@ from itertools import combinations, pairwise
 from pathlib import Path
 
 import docker as docker_sdk
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -28,7 +27,7 @@ from tasks.aws import client
 from tasks.ground_truth import check_ground_truth, same
 from tasks.lambda_invoke import invoke
 from tasks.logs_scan import LogLine, count_invocations, scan_logs, summarise
-from tasks.registry import PushedImage, push_image
+from tasks.registry import PushedImage, push_image, registry_client, registry_credentials
 from tasks.smoke import SmokeOutcome, request_ids, smoke_gate, smoke_invoke
 
 VARIANT_REPOSITORY = "daily-report-variants"
@@ -423,15 +422,22 @@ def variant(
             path=str(context), tag=f"{reference}:{tag}", rm=True, forcerm=True
         )
         image_ids.append(image.id)
-        built[name] = push_image(docker, prod_config.environment.registry, VARIANT_REPOSITORY, tag)
+        built[name] = push_image(
+            docker,
+            prod_config.environment.registry,
+            VARIANT_REPOSITORY,
+            tag,
+            credentials=registry_credentials(prod_config),
+        )
         return built[name].by_digest
 
     yield make
-    for pushed in built.values():
-        httpx.delete(
-            f"http://{pushed.registry}/v2/{pushed.repository}/manifests/{pushed.digest}",
-            timeout=10,
-        )
+    registry = registry_client(prod_config)  # prod's registry requires a login
+    try:
+        for pushed in built.values():
+            registry.delete_manifest(pushed.repository, pushed.digest)
+    finally:
+        registry.close()
     # By id: removing the tag alone leaves the image behind under its registry digest. An
     # invoke the test stopped waiting for may still run in the bridge: let it finish first.
     deadline = time.monotonic() + 60
