@@ -295,7 +295,8 @@ def smoke(run: Run) -> GateResult:
 
 def log_scan(run: Run) -> GateResult:
     """Scan the smoked versions' log streams since the deploy; each smoke invoke must be found
-    there by its request id."""
+    there by its request id (START, END and REPORT), and its REPORT must leave the headroom
+    the environment asks for (duration, memory, no timeout)."""
     keys = sorted({c.function for c in run.config.smoke})
     versions = {run.versions[k].name: run.versions[k].version for k in keys}
     results = step_calls.scan_logs(
@@ -341,13 +342,17 @@ def bake(run: Run) -> GateResult | Done:
             {v.name: v.version for v in moving.values()},
             started_ms,
             {v.name: tally[k].awaited for k, v in moving.items()},
+            unreached={v.name for k, v in moving.items() if not tally[k].new},
         )
+        # No `unreached` wait on the stable side: a stable error read too early can only make
+        # the canary look worse, never better.
         old_side = pool.submit(
             step_calls.count_canary,
             run.config,
             stable,
             started_ms,
             {v.name: tally[k].stable_awaited for k, v in moving.items()},
+            unreached=(),
         )
         counts, stable_counts = new_side.result(), old_side.result()
     for key, version in moving.items():
@@ -360,7 +365,14 @@ def bake(run: Run) -> GateResult | Done:
         synthetic,
     )
     run.inconclusive = verdict.inconclusive
-    return verdict.result
+    # The bake's own invocations must leave the same headroom as the smoke's did.
+    room = GateResult.combine(
+        "headroom", "observability", Strength.OBSERVABILITY,
+        step_calls.bake_headroom(run.config, counts),
+    )
+    return verdict.result.model_copy(
+        update={"checks": verdict.result.checks + room.checks}
+    )
 
 
 # The bake waits in slices this long and checks the deploy lock between them: a lock lost

@@ -177,6 +177,13 @@ class FunctionSpec(Strict):
     # false: the function writes no application log lines by design (a pure computation);
     # the log scan then asks only for its START/END/REPORT lines and no errors.
     app_logs: bool = True
+    # The deadline of the synchronous caller in front of the function (API Gateway's 29 s):
+    # the headroom gate blocks a function whose invokes approach it, even within its timeout.
+    client_deadline_s: float | None = Field(default=None, gt=0, le=900)
+    # Per-function overrides of environment.deploy's headroom thresholds (None: the env's).
+    duration_headroom: float | None = Field(default=None, gt=0, le=1)
+    memory_headroom: float | None = Field(default=None, gt=0, le=1)
+    client_deadline_headroom: float | None = Field(default=None, gt=0, le=1)
 
     @field_validator("handler")
     @classmethod
@@ -399,6 +406,15 @@ class DeployPolicy(Strict):
     # How long the bake's count waits for the log lines of the invokes known to have run the
     # new version (log delivery lags on AWS); it ends as soon as all have arrived.
     bake_log_wait_s: float = Field(default=30.0, gt=0, le=300)
+    # How long the log scan waits for each smoke invoke's START, END and REPORT lines to be
+    # readable (CloudWatch Logs ingests with a delay); lines later than this are a trigger.
+    log_ingestion_s: float = Field(default=30.0, gt=0, le=300)
+    # Headroom (tasks/headroom.py): every smoke and bake invoke's REPORT must show a
+    # Duration at most this share of the function's timeout (and of its client deadline,
+    # when set) and a Max Memory Used at most this share of its memory size.
+    duration_headroom: float = Field(default=0.8, gt=0, le=1)
+    memory_headroom: float = Field(default=0.9, gt=0, le=1)
+    client_deadline_headroom: float = Field(default=0.8, gt=0, le=1)
     # The strongest evidence a deploy here must reach: a service whose smoke cases prove no
     # ground truth is refused by an environment that requires it, before anything moves.
     require: Literal["smoke", "observability", "ground-truth"] = "smoke"

@@ -192,6 +192,7 @@ def make_plan(
             timeout_s=1200,
         )
     already = promoted_image or reusable_image
+    policy = config.environment.deploy
     absent = absent_gates(config)
     skipped = {name for name, _ in absent}
     steps = [
@@ -275,10 +276,14 @@ def make_plan(
         PlannedStep(
             StepKind.LOG_SCAN,
             "observability",
-            "new versions' streams: ERROR, Traceback, timeouts, app lines present",
+            "new versions' streams: each smoke invoke's START/END/REPORT within "
+            f"{policy.log_ingestion_s:g} s; ERROR, Traceback, timeouts, app lines present; "
+            f"headroom: duration ≤ {policy.duration_headroom:.0%} of the timeout (or of a "
+            f"client deadline), memory ≤ {policy.memory_headroom:.0%}",
             compensation=restore,
             gate=True,
-            timeout_s=180,
+            # Up to the ingestion window of waiting for the lines, then reading them.
+            timeout_s=policy.log_ingestion_s + 150,
             retries=2,
         ),
         PlannedStep(
@@ -292,14 +297,14 @@ def make_plan(
     ]
     steps = [s for s in steps if s.name not in skipped]
     if traffic.is_canary:
-        policy = config.environment.deploy
         steps += [
             PlannedStep(
                 StepKind.BAKE,
                 "observability",
                 f"{traffic.bake_s}s; error rate of the new version ≤ "
                 f"{policy.error_rate_threshold:.0%} over ≥ {policy.min_canary_invocations} "
-                "invocations in the window (fewer: inconclusive, rolled back)",
+                "invocations in the window (fewer: inconclusive, rolled back); their log "
+                "lines and headroom",
                 compensation=restore,
                 gate=True,
                 # The bake itself, then up to bake_log_wait_s for its log lines, then counting.

@@ -3,7 +3,11 @@
 Only that version's streams (``YYYY/MM/DD/[<version>]…``) since the deploy are read, and every
 pattern is matched client-side: server-side filter patterns differ between AWS and emulators
 (``?A ?B`` matches everything on moto), and a gate must neither hide nor invent errors.
-Log delivery on AWS is eventually consistent, so reads poll for a bounded time.
+Log delivery on AWS is eventually consistent, so reads poll for a bounded time: the
+environment's ``deploy.log_ingestion_s`` for the smoke invokes, ``deploy.bake_log_wait_s``
+for the bake's. Each known invoke must be found with all three of its platform lines (START,
+END, REPORT, in the text or the JSON log format: tasks/report_lines.py); a line that arrives
+late but inside the wait passes, one still missing after it is a trigger.
 """
 
 from __future__ import annotations
@@ -21,11 +25,10 @@ from gangway.config import DeployConfig
 from gangway.errors import AwsError
 from gangway.evidence import Check, GateResult, Strength
 from gangway.redact import scrub
+from tasks import report_lines
 from tasks.aws import aws_error, client
+from tasks.report_lines import Report
 
-# Log delivery lags on AWS; the rehearsal stack writes logs before invoke returns.
-AWS_LOG_WAIT_S = 10.0
-REHEARSAL_LOG_WAIT_S = 2.0
 POLL_INTERVAL_S = 1.0
 QUOTE_LINES = 3
 QUOTE_CHARS = 300
@@ -44,10 +47,7 @@ PLATFORM_PREFIXES = (
     "EXTENSION",
     "TELEMETRY",
 )
-REQUEST = re.compile(r"^(START|END|REPORT) RequestId: ([0-9A-Za-z-]+)")
-REPORT_FAILED = re.compile(r"\bStatus: (error|timeout)\b")
-# The invocation's own Duration field, not 'Init Duration' or 'Billed Duration' (tab-separated).
-REPORT_DURATION = re.compile(r"(?:^|\t)\s*Duration: ([0-9.]+) ms")
+LINES = ("START", "END", "REPORT")
 # Most specific first: a line counts once, under the first kind it matches.
 ERROR_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("timeout", re.compile(r"Task timed out|\bStatus: timeout\b")),
@@ -82,6 +82,9 @@ class LogSummary:
     errored_requests: set[str] = field(default_factory=set)
     orphan_errors: int = 0
     timeout_ms: int | None = None
+    memory_mb: int | None = None
+    # Each reporting request's REPORT, parsed (duration, memory, init, status).
+    reports: dict[str, Report] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(
         default_factory=lambda: {kind: [] for kind, _ in ERROR_KINDS}
     )
@@ -95,6 +98,15 @@ class LogSummary:
         """Lines that matched any error pattern."""
         return sum(len(lines) for lines in self.errors.values())
 
+    def lines_of(self, request_id: str) -> list[str]:
+        """Which of START, END and REPORT the request's lines include."""
+        found = (self.started, self.ended, self.reported)
+        return [name for name, ids in zip(LINES, found, strict=True) if request_id in ids]
+
+    def complete(self, request_id: str) -> bool:
+        """All three platform lines of the request are in."""
+        return len(self.lines_of(request_id)) == len(LINES)
+
 
 def log_group(function_name: str) -> str:
     """The function's CloudWatch log group."""
@@ -102,7 +114,9 @@ def log_group(function_name: str) -> str:
 
 
 def _is_platform(message: str) -> bool:
-    return message.lstrip().startswith(PLATFORM_PREFIXES)
+    return message.lstrip().startswith(PLATFORM_PREFIXES) or report_lines.is_platform_json(
+        message
+    )
 
 
 def error_kind(message: str) -> str | None:
@@ -140,24 +154,23 @@ def _summarise_stream(
     for line in lines:
         summary.events += 1
         message = line.message.rstrip("\n")
-        marker = REQUEST.match(message.lstrip())
-        owner = marker.group(2) if marker else current
+        marker = report_lines.marker(message)
+        owner = marker.request_id if marker else current
         if marker:
-            summary.request_ids.add(owner)
-            summary.streams.setdefault(owner, line.stream)
-        if marker and marker.group(1) == "START":
-            current = owner
-            summary.started.add(owner)
+            summary.request_ids.add(marker.request_id)
+            summary.streams.setdefault(marker.request_id, line.stream)
+        if marker and marker.kind == "START":
+            current = marker.request_id
+            summary.started.add(marker.request_id)
             for kind, index in pending:
-                _charge(summary, kind, index, owner)
+                _charge(summary, kind, index, marker.request_id)
             pending = []
-        elif marker and marker.group(1) == "END":
-            summary.ended.add(owner)
+        elif marker and marker.kind == "END":
+            summary.ended.add(marker.request_id)
         kind = error_kind(message)
         quoted = message
-        if kind is None and marker and marker.group(1) == "REPORT":
-            kind = _report_timeout(message, timeout_ms)
-            quoted = f"{message.strip()} (Duration reached the {timeout_ms} ms timeout)"
+        if kind is None and marker and marker.report:
+            kind, quoted = _report_timeout(marker.report, message, timeout_ms)
         if kind:
             summary.errors[kind].append(quoted)
             summary.error_owners[kind].append(None)
@@ -165,11 +178,13 @@ def _summarise_stream(
                 _charge(summary, kind, len(summary.errors[kind]) - 1, owner)
             else:
                 pending.append((kind, len(summary.errors[kind]) - 1))
-        if marker and marker.group(1) == "REPORT":
+        if marker and marker.kind == "REPORT":
             summary.report_lines += 1
-            summary.reported.add(owner)
-            if REPORT_FAILED.search(message):
-                summary.errored_requests.add(owner)
+            summary.reported.add(marker.request_id)
+            if marker.report is not None:
+                summary.reports[marker.request_id] = marker.report
+                if marker.report.failed:
+                    summary.errored_requests.add(marker.request_id)
             current = None
         elif not _is_platform(message) and message.strip():
             summary.app_lines += 1
@@ -184,13 +199,19 @@ def _charge(summary: LogSummary, kind: str, index: int, request_id: str) -> None
     summary.request_errors.setdefault(request_id, []).append(summary.errors[kind][index])
 
 
-def _report_timeout(message: str, timeout_ms: int | None) -> str | None:
-    # AWS also writes a 'Task timed out' line; the Duration is the evidence that remains when
-    # a runtime (or an emulator) omits it: the function was stopped at its limit.
-    duration = REPORT_DURATION.search(message)
-    if timeout_ms and duration and float(duration.group(1)) >= timeout_ms:
-        return "timeout"
-    return None
+def _report_timeout(
+    report: Report, message: str, timeout_ms: int | None
+) -> tuple[str | None, str]:
+    """('timeout', the line to quote) when the REPORT shows a timeout, else (None, message).
+
+    AWS also writes a 'Task timed out' line; the REPORT's status (JSON format) or its
+    Duration at the limit is the evidence that remains when a runtime (or an emulator) omits it.
+    """
+    if report.timed_out:
+        return "timeout", message.strip()
+    if timeout_ms and report.duration_ms is not None and report.duration_ms >= timeout_ms:
+        return "timeout", f"{message.strip()} (Duration reached the {timeout_ms} ms timeout)"
+    return None, message
 
 
 def _days(since_ms: int, now: datetime) -> list[str]:
@@ -254,17 +275,28 @@ def _is_missing_group(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
 
 
-def version_timeout_ms(config: DeployConfig, function_name: str, version: str) -> int | None:
-    """The version's configured Timeout in ms, or None when it cannot be read."""
+def version_limits(
+    config: DeployConfig, function_name: str, version: str
+) -> tuple[int | None, int | None]:
+    """The version's configured (Timeout in ms, MemorySize in MB); None where not readable."""
     try:
         found = client(config, "lambda").get_function_configuration(
             FunctionName=function_name, Qualifier=version
         )
     except (ClientError, BotoCoreError):
-        # Only the Duration-based timeout evidence depends on it; the log lines do not.
-        return None
-    timeout = found.get("Timeout")
-    return int(timeout) * 1000 if isinstance(timeout, int) else None
+        # Only the timeout evidence and the headroom limits depend on it, not the log lines
+        # (the headroom gate then falls back on the configured values).
+        return None, None
+    timeout, memory = found.get("Timeout"), found.get("MemorySize")
+    return (
+        int(timeout) * 1000 if isinstance(timeout, int) else None,
+        int(memory) if isinstance(memory, int) else None,
+    )
+
+
+def version_timeout_ms(config: DeployConfig, function_name: str, version: str) -> int | None:
+    """The version's configured Timeout in ms, or None when it cannot be read."""
+    return version_limits(config, function_name, version)[0]
 
 
 def collect(
@@ -275,17 +307,24 @@ def collect(
     *,
     request_ids: Sequence[str] = (),
     wait_s: float | None = None,
+    in_flight: bool = False,
+    settle_s: float = 0.0,
 ) -> tuple[LogSummary, bool]:
-    """(summary, whether the log group exists), polling until every invocation has REPORTed.
+    """(summary, whether the log group exists), polling until every request id has its START,
+    END and REPORT lines and a read a poll later shows no new event, or wait_s has passed.
 
-    Without request_ids, waits for at least one REPORT line. Raises AwsError on access errors.
+    Without request_ids, waits for at least one REPORT line. in_flight: also wait for the END
+    and REPORT of every invocation seen starting. settle_s: read no earlier than this after
+    the call (for lines nobody can name and wait for). Raises AwsError on access errors.
     """
     if wait_s is None:
         wait_s = log_wait_s(config)
     logs = client(config, "logs")
     group = log_group(function_name)
-    timeout_ms = version_timeout_ms(config, function_name, version)
-    deadline = time.monotonic() + wait_s
+    timeout_ms, memory_mb = version_limits(config, function_name, version)
+    began = time.monotonic()
+    deadline = began + max(wait_s, settle_s)
+    seen = -1  # events at the previous read
     while True:
         try:
             lines = read_version_lines(logs, group, version, since_ms)
@@ -297,20 +336,31 @@ def collect(
             summary, exists = LogSummary(timeout_ms=timeout_ms), False
         except BotoCoreError as exc:
             raise aws_error(exc, "logs:FilterLogEvents", group) from exc
-        if _complete(summary, request_ids) or time.monotonic() >= deadline:
+        summary.memory_mb = memory_mb
+        now = time.monotonic()
+        # Delivery is not in order: an invocation's START/END/REPORT can be readable before
+        # its own application or error lines. Done only when a read a poll later shows
+        # nothing new, so a line still in flight cannot be missed (or an error hidden).
+        steady = summary.events == seen or wait_s <= 0
+        seen = summary.events
+        settled = now - began >= settle_s
+        if (settled and steady and _complete(summary, request_ids, in_flight)) or now >= deadline:
             return summary, exists
         time.sleep(POLL_INTERVAL_S)
 
 
 def log_wait_s(config: DeployConfig) -> float:
-    """How long a scan waits for log delivery by default (AWS lags, the rehearsal does not)."""
-    return REHEARSAL_LOG_WAIT_S if config.environment.aws.endpoint_url else AWS_LOG_WAIT_S
+    """How long a scan waits for log delivery by default: environment.deploy.log_ingestion_s
+    (the same for AWS and the rehearsal, whose bridge delays delivery as CloudWatch does)."""
+    return config.environment.deploy.log_ingestion_s
 
 
-def _complete(summary: LogSummary, request_ids: Sequence[str]) -> bool:
+def _complete(summary: LogSummary, request_ids: Sequence[str], in_flight: bool = False) -> bool:
+    if in_flight and any(not summary.complete(r) for r in summary.started):
+        return False
     if request_ids:
-        return set(request_ids) <= summary.reported
-    return summary.report_lines > 0
+        return all(summary.complete(r) for r in request_ids)
+    return in_flight or summary.report_lines > 0
 
 
 def _quote(lines: Sequence[str], secrets: list[str]) -> str:
@@ -356,41 +406,38 @@ def _attributed(summary: LogSummary, kind: str) -> list[str]:
 def _request_check(
     summary: LogSummary, request_id: str, where: str, wait_s: float, secrets: list[str]
 ) -> Check:
-    """The smoke invoke request_id is tied to its own START and END/REPORT lines."""
-    seen = [
-        name
-        for name, found in (
-            ("START", request_id in summary.started),
-            ("END", request_id in summary.ended),
-            ("REPORT", request_id in summary.reported),
-        )
-        if found
-    ]
-    ok = "START" in seen and ("END" in seen or "REPORT" in seen)
+    """The smoke invoke request_id is tied to its own START, END and REPORT lines."""
+    seen = summary.lines_of(request_id)
+    missing = [name for name in LINES if name not in seen]
+    ok = not missing
     errors = summary.request_errors.get(request_id, [])
     if ok:
         found = f"{', '.join(seen)} in {summary.streams[request_id]}"
         found += f"; {len(errors)} error lines" if errors else "; no error lines"
     elif seen:
-        found = f"only {', '.join(seen)} after waiting {wait_s:g} s"
+        found = f"only {', '.join(seen)} (no {', '.join(missing)}) after waiting {wait_s:g} s"
     else:
         found = f"no line of this request after waiting {wait_s:g} s"
     return Check(
         name=f"invocation {request_id}",
         ok=ok,
-        expected=f"the START and END/REPORT lines of request {request_id} in {where} within "
-        f"the scan's {wait_s:g} s wait",
+        expected=f"the START, END and REPORT lines of request {request_id} in {where} within "
+        f"the scan's {wait_s:g} s wait (the ingestion window, "
+        "environment.deploy.log_ingestion_s)",
         found=found,
         remedy=""
         if ok
         else "the invoke answered but its log lines are not in the version's streams, so the "
         "scan cannot vouch for it: check that the execution role may write logs "
         "(logs:CreateLogStream, logs:PutLogEvents) and that the invoke ran this version; "
-        "if delivery is only slow, scan again",
+        "if CloudWatch Logs is only slower than the window, raise "
+        "environment.deploy.log_ingestion_s",
         evidence={
             "request_id": request_id,
             "stream": summary.streams.get(request_id, ""),
             "lines": seen,
+            "missing": missing,
+            "waited_s": wait_s,
             "errors": [scrub(e, secrets)[:QUOTE_CHARS] for e in errors[:QUOTE_LINES]],
         },
     )
@@ -470,6 +517,17 @@ def _count(owners: Sequence[str | None]) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class LogScan:
+    """A log scan's gate result, and what it read for the headroom gate: the REPORTs of the
+    requests it waited for, and the version's configured timeout and memory."""
+
+    result: GateResult
+    reports: dict[str, Report] = field(default_factory=dict)
+    timeout_ms: int | None = None
+    memory_mb: int | None = None
+
+
 def scan_logs(
     config: DeployConfig,
     function_name: str,
@@ -481,11 +539,27 @@ def scan_logs(
 ) -> GateResult:
     """Judge the version's log lines since since_ms: present, with app lines, without errors.
 
-    request_ids (from the smoke invokes) are waited for, up to wait_s for delivery; each must
-    be found with its START and END/REPORT lines, and error lines name the request they
-    belong to.
+    request_ids (from the smoke invokes) are waited for, up to wait_s for delivery
+    (environment.deploy.log_ingestion_s by default); each must be found with its START, END
+    and REPORT lines, and error lines name the request they belong to.
     """
+    return scan(
+        config, function_name, version, since_ms, request_ids=request_ids, wait_s=wait_s
+    ).result
+
+
+def scan(
+    config: DeployConfig,
+    function_name: str,
+    version: str,
+    since_ms: int,
+    *,
+    request_ids: Sequence[str] = (),
+    wait_s: float | None = None,
+) -> LogScan:
+    """scan_logs's result with the REPORTs of request_ids and the version's limits."""
     started = time.monotonic()
+    summary = LogSummary()
     group = log_group(function_name)
     secrets = config.secret_values()
     if wait_s is None:
@@ -521,6 +595,7 @@ def scan_logs(
             "invocations": len(summary.request_ids),
             "timeout_ms": summary.timeout_ms,
             # Each smoke invoke tied to its log lines (and any errors charged to it).
+            "ingestion_window_s": wait_s,
             "requests": {
                 r: {
                     "start": r in summary.started,
@@ -532,12 +607,18 @@ def scan_logs(
             },
         }
         checks[0] = checks[0].model_copy(update={"evidence": evidence})
-    return GateResult(
+    result = GateResult(
         gate=f"logs: {function_name}:{version}",
         boundary="deployment",
         strength=Strength.OBSERVABILITY,
         checks=tuple(checks),
         duration_s=time.monotonic() - started,
+    )
+    return LogScan(
+        result=result,
+        reports={r: summary.reports[r] for r in request_ids if r in summary.reports},
+        timeout_ms=summary.timeout_ms,
+        memory_mb=summary.memory_mb,
     )
 
 
@@ -563,6 +644,11 @@ class WindowCount:
     orphan_errors: int
     unseen: tuple[str, ...]
     first_error: str = ""
+    # The REPORT of every invocation in the window, and the version's configured limits
+    # (for the bake's headroom gate).
+    reports: dict[str, Report] = field(default_factory=dict)
+    timeout_ms: int | None = None
+    memory_mb: int | None = None
 
 
 def count_window(
@@ -573,13 +659,17 @@ def count_window(
     *,
     request_ids: Sequence[str] = (),
     wait_s: float = 0.0,
+    settle_s: float = 0.0,
 ) -> WindowCount:
     """Invocations (REPORT lines) of the version whose log events are at or after since_ms.
 
     Events are filtered by their own timestamps, not by stream: on AWS a warm container's
-    stream holds earlier invocations (the smoke invokes) too. request_ids, the invokes known to
-    have run this version in the window, are waited for up to wait_s; the ones still missing
-    are returned as unseen, so a slow log delivery cannot pass for a quiet canary.
+    stream holds earlier invocations (the smoke invokes) too. Up to wait_s, the count waits
+    for the START, END and REPORT lines of request_ids (the invokes known to have run this
+    version in the window) and for the END and REPORT of every invocation seen starting in
+    it; the ones still incomplete are returned as unseen, so a slow log delivery cannot pass
+    for a quiet (or a healthy) canary. With no request ids to wait for, the lines of traffic
+    nobody can name may still be in flight: the count then reads no earlier than settle_s.
     Raises AwsError when the logs cannot be read.
     """
     request_ids = [r for r in request_ids if r]
@@ -589,17 +679,24 @@ def count_window(
         version,
         since_ms,
         request_ids=request_ids,
-        wait_s=wait_s if request_ids else 0.0,
+        wait_s=wait_s,
+        in_flight=True,
+        settle_s=0.0 if request_ids else min(settle_s, wait_s),
     )
     # An invocation still running when the logs are read has no REPORT yet; when it has
     # already logged an error it counts, as a failed one (never dropped as "not finished").
     errored = frozenset(summary.errored_requests)
     counted = frozenset(summary.reported) | errored
     lines = [line for kind, _ in ERROR_KINDS for line in summary.errors[kind]]
+    awaited = {r for r in request_ids if not summary.complete(r)}
+    unfinished = {r for r in summary.started if not summary.complete(r)}
     return WindowCount(
         invocations=counted,
         errored=errored,
         orphan_errors=summary.orphan_errors,
-        unseen=tuple(sorted(set(request_ids) - counted)),
+        unseen=tuple(sorted(awaited | unfinished)),
         first_error=_quote(lines[:1], config.secret_values()) if lines else "",
+        reports=dict(summary.reports),
+        timeout_ms=summary.timeout_ms,
+        memory_mb=summary.memory_mb,
     )

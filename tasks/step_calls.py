@@ -9,7 +9,7 @@ inputs stay plain data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from gangway.evidence import GateResult
 from tasks import (
     columns,
     ground_truth,
+    headroom,
     lambda_alias,
     lambda_config_gate,
     lambda_publish,
@@ -199,15 +200,21 @@ def scan_logs(
 ) -> list[GateResult]:
     """Scan each new version's log streams (function name → version) for errors and app lines;
     request_ids (function name → the smoke invokes' ids, smoke.request_ids) must each be found
-    with their own START and END/REPORT lines."""
+    with their own START, END and REPORT lines within environment.deploy.log_ingestion_s.
+    Each function's log result is followed by its headroom result (tasks/headroom.py) over
+    the REPORTs of those invokes."""
     ids = request_ids or {}
     found = _each(
-        lambda name: logs_scan.scan_logs(
+        lambda name: logs_scan.scan(
             config, name, versions[name], since_ms, request_ids=ids.get(name, [])
         ),
         list(versions),
     )
-    return list(found.values())
+    results: list[GateResult] = []
+    for name, scanned in found.items():
+        limits = headroom.limits_for(config, name, scanned.timeout_ms, scanned.memory_mb)
+        results += [scanned.result, headroom.judge(name, limits, scanned.reports)]
+    return results
 
 
 def count_invocations(
@@ -221,16 +228,22 @@ def count_invocations(
 
 
 # The count waits (bounded by environment.deploy.bake_log_wait_s, at most 300 s) for the log
-# lines of the bake's invokes that ran the new version; the bake step's timeout allows for it.
+# lines of the bake's invokes that ran the new version and of every invocation seen starting
+# in the window; with none it can name, it reads only after the ingestion window (capped by
+# the same bound). The bake step's timeout allows for it.
 def count_canary(
     config: DeployConfig,
     versions: dict[str, str],
     since_ms: int,
     request_ids: dict[str, list[str]],
+    unreached: Collection[str] | None = None,
 ) -> dict[str, logs_scan.WindowCount]:
     """Each new version's invocations since since_ms (function name → version), waiting for
-    the request ids known to have run it."""
-    wait_s = config.environment.deploy.bake_log_wait_s
+    the request ids known to have run it. unreached: the functions whose new version no
+    synthetic invoke reached (None: all); only their count reads after the ingestion window,
+    for traffic it cannot name (a version the bake's invokes reached is already waited on)."""
+    policy = config.environment.deploy
+    quiet = set(versions) if unreached is None else set(unreached)
     return _each(
         lambda name: logs_scan.count_window(
             config,
@@ -238,10 +251,28 @@ def count_canary(
             versions[name],
             since_ms,
             request_ids=request_ids.get(name, []),
-            wait_s=wait_s,
+            wait_s=policy.bake_log_wait_s,
+            settle_s=policy.log_ingestion_s if name in quiet else 0.0,
         ),
         list(versions),
     )
+
+
+def bake_headroom(
+    config: DeployConfig, counts: dict[str, logs_scan.WindowCount]
+) -> list[GateResult]:
+    """The headroom gate of each new version (function name → its window count) over every
+    invocation it REPORTed in the bake window; a window without any judges nothing."""
+    return [
+        headroom.judge(
+            name,
+            headroom.limits_for(config, name, count.timeout_ms, count.memory_mb),
+            count.reports,
+            what="bake's invocations",
+            required=False,
+        )
+        for name, count in counts.items()
+    ]
 
 
 def check_ground_truth(
