@@ -3,10 +3,12 @@
 Same tools, service and stack as the pipeline, and nothing else: the Docker SDK (build,
 one `docker run` import check per handler, push), then for each function in turn
 update_function_code by digest, wait until updated, publish_version, update_alias; then one
-invoke per smoke case; then a log filter per function. The AWS clients are the pipeline's
-(tasks.aws.client, and the invoke client configured as tasks/smoke.py's: same endpoint,
-timeouts, retry mode). No gangway gate, ledger, lock or Prefect. It fails loudly when a step
-fails, so a broken baseline cannot look fast.
+invoke per smoke case; then a log filter per function, polled until each invoke's REPORT line
+has arrived (CloudWatch Logs delivers late on AWS, and on the rehearsal when its ingestion
+delay is on: a script that filters once would read nothing and call it clean). The AWS
+clients are the pipeline's (tasks.aws.client, and the invoke client configured as
+tasks/smoke.py's: same endpoint, timeouts, retry mode). No gangway gate, ledger, lock or
+Prefect. It fails loudly when a step fails, so a broken baseline cannot look fast.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ README.md
 requirements.txt
 """
 FILTER_PATTERN = "?ERROR ?Traceback ?Exception"
+POLL_S = 0.5
 
 
 @dataclass
@@ -109,7 +112,11 @@ def import_each(engine: docker.DockerClient, image: str, config: DeployConfig) -
 
 
 def baseline_deploy(
-    engine: docker.DockerClient, config: DeployConfig, context: Path, stamp: str
+    engine: docker.DockerClient,
+    config: DeployConfig,
+    context: Path,
+    stamp: str,
+    log_wait_s: float = 30.0,
 ) -> BaselineRun:
     """Deploy context (with a new stamp, so a new digest) to config's functions, sequentially."""
     run = BaselineRun()
@@ -162,6 +169,7 @@ def baseline_deploy(
 
     since_ms = int(time.time() * 1000)
     started = time.monotonic()
+    awaited: dict[str, set[str]] = {}
     for case in config.smoke:
         fn = config.functions[case.function]
         event = substitute(case.event, uuid.uuid4().hex)
@@ -171,12 +179,15 @@ def baseline_deploy(
         payload = response["Payload"].read()
         if response.get("FunctionError"):
             raise RuntimeError(f"baseline invoke of {fn.name} failed: {payload[:300]!r}")
+        awaited.setdefault(fn.name, set()).add(response["ResponseMetadata"]["RequestId"])
     phase("invoke each", started)
 
     started = time.monotonic()
-    for fn in config.functions.values():
+    deadline = started + log_wait_s
+    for name, request_ids in awaited.items():
+        _wait_for_reports(logs, name, since_ms, request_ids, deadline)
         kwargs: dict[str, Any] = {
-            "logGroupName": f"/aws/lambda/{fn.name}",
+            "logGroupName": f"/aws/lambda/{name}",
             "startTime": since_ms,
             "filterPattern": FILTER_PATTERN,
         }
@@ -185,5 +196,32 @@ def baseline_deploy(
             if not page.get("nextToken") or not page.get("events"):
                 break
             kwargs["nextToken"] = page["nextToken"]
-    phase("filter logs", started)
+    phase("wait for and filter logs", started)
     return run
+
+
+def _wait_for_reports(
+    logs: Any, name: str, since_ms: int, request_ids: set[str], deadline: float
+) -> None:
+    """Poll the function's log group until every invoke's REPORT line is readable."""
+    missing = set(request_ids)
+    while True:
+        kwargs: dict[str, Any] = {
+            "logGroupName": f"/aws/lambda/{name}",
+            "startTime": since_ms,
+            "filterPattern": "REPORT",
+        }
+        while missing:
+            page = logs.filter_log_events(**kwargs)
+            for event in page.get("events", []):
+                missing -= {rid for rid in missing if rid in event["message"]}
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"baseline: no REPORT line of {sorted(missing)} in /aws/lambda/{name}"
+            )
+        time.sleep(POLL_S)

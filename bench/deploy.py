@@ -12,9 +12,17 @@
    the seven handlers, and the one-container gate for 60 generated handlers vs 7.
 3. Trigger → alias verified restored: a deploy whose smoke test fails, timed by the rollback.
 
+1 and 3 run twice: with the rehearsal's Lambda fidelity switches OFF (instant updates, logs
+readable at once, a fresh container per invoke, the stack's key: the old rehearsal, where the
+targets were set) and ON (rehearsal/fidelity.py's DEFAULT: InProgress after each update, log
+ingestion delay, stale alias reads, warm environments, execution-role credentials), where the
+baseline too waits for its invokes' log lines as gangway does.
+
 Run with `make bench` (the stack must be up). The last line is machine-readable:
 RESULT {"warm_deploy_s": …, "baseline_s": …, "deploy_over_baseline": …,
-"overhead_fraction": …, "import_gate_ratio": …, "import_gate_60_over_7": …, "rollback_s": …}
+"overhead_fraction": …, "import_gate_ratio": …, "import_gate_60_over_7": …, "rollback_s": …,
+"fidelity_on": {"warm_deploy_s": …, "baseline_s": …, "deploy_over_baseline": …,
+"overhead_fraction": …, "rollback_s": …}} (the top-level figures: switches off)
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +50,7 @@ from baseline import BaselineRun, baseline_deploy, prepare_context  # noqa: E402
 from flows.deploy import DeployFailed, deploy  # noqa: E402  (Prefect reads the env at import)
 from gangway.record import DeployRecord  # noqa: E402
 from gangway.render import table  # noqa: E402
+from rehearsal import fidelity  # noqa: E402
 from rehearsal.scratch_commits import ScratchCommits  # noqa: E402
 from tasks.docker_engine import docker_client  # noqa: E402
 from tasks.image_build import build_image  # noqa: E402
@@ -47,6 +58,18 @@ from tasks.image_gate import run_probe  # noqa: E402
 from tasks.source import source_revision  # noqa: E402
 
 ENV = "dev"
+MODES = {"off": fidelity.OFF, "on": fidelity.DEFAULT}
+
+
+@contextmanager
+def fidelity_mode(settings: fidelity.Fidelity) -> Iterator[None]:
+    """The bridge's default fidelity set to settings for the block, then put back."""
+    default, functions = fidelity.read()
+    fidelity.write(settings, functions)
+    try:
+        yield
+    finally:
+        fidelity.write(default, functions)
 
 
 def median(values: list[float]) -> float:
@@ -82,7 +105,8 @@ def _pipeline_once(sha: str, out: SideBySide) -> None:
 def _baseline_once(config: DeployConfig, context: Path, out: SideBySide) -> None:
     engine = docker_client()
     started = time.monotonic()
-    run: BaselineRun = baseline_deploy(engine, config, context, uuid.uuid4().hex)
+    wait_s = config.environment.deploy.log_ingestion_s
+    run: BaselineRun = baseline_deploy(engine, config, context, uuid.uuid4().hex, wait_s)
     out.baseline.append(time.monotonic() - started)
     for name, seconds in run.phases.items():
         out.baseline_phases.setdefault(name, []).append(seconds)
@@ -198,21 +222,10 @@ def rollback_timings(runs: int) -> list[float]:
     return seconds
 
 
-def main() -> int:
-    """Run every benchmark and print medians, ratios and the RESULT line."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--runs", type=int, default=3, help="measured iterations of each benchmark (default 3)"
-    )
-    args = parser.parse_args()
-    config = load_config(ENV)
-
-    measured = side_by_side(config, args.runs)
-    gates = gate_timings(config, args.runs)
-    rollbacks = rollback_timings(args.runs)
-    deploy(env=ENV)  # leave dev healthy on the reference image
-
-    print(f"\nwarm deploy of {ENV}, a new commit each run, {args.runs} runs (medians)")
+def _report(mode: str, runs: int, measured: SideBySide, rollbacks: list[float]) -> dict[str, float]:
+    """Print one mode's side-by-side tables; its figures for the RESULT line."""
+    print(f"\n== fidelity switches {mode.upper()}")
+    print(f"\nwarm deploy of {ENV}, a new commit each run, {runs} runs (medians)")
     print(table(("step", "median s"), [(k, median(v)) for k, v in measured.per_step.items()]))
     warm = median(measured.walls)
     overhead = median(measured.overheads)
@@ -220,7 +233,7 @@ def main() -> int:
         f"\nwall {warm}s; steps' own time {round(warm - overhead, 3)}s; "
         f"orchestration overhead {overhead}s ({overhead / warm:.1%})"
     )
-    print(f"\nbaseline (sequential script of the seeds' steps), {args.runs} runs (medians)")
+    print(f"\nbaseline (sequential script of the seeds' steps), {runs} runs (medians)")
     print(
         table(
             ("phase", "median s"),
@@ -232,6 +245,34 @@ def main() -> int:
         f"\ndeploy median {warm}s; baseline median {baseline}s; "
         f"deploy / baseline = {warm / baseline:.3f}"
     )
+    print(f"\ntrigger → alias verified restored (median of {len(rollbacks)}): {median(rollbacks)}s")
+    return {
+        "warm_deploy_s": warm,
+        "baseline_s": baseline,
+        "deploy_over_baseline": round(warm / baseline, 3),
+        "overhead_fraction": round(overhead / warm, 3),
+        "rollback_s": median(rollbacks),
+    }
+
+
+def main() -> int:
+    """Run every benchmark and print medians, ratios and the RESULT line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--runs", type=int, default=3, help="measured iterations of each benchmark (default 3)"
+    )
+    args = parser.parse_args()
+    config = load_config(ENV)
+
+    figures: dict[str, dict[str, float]] = {}
+    for mode, settings in MODES.items():
+        with fidelity_mode(settings):
+            measured = side_by_side(config, args.runs)
+            rollbacks = rollback_timings(args.runs)
+        figures[mode] = _report(mode, args.runs, measured, rollbacks)
+    gates = gate_timings(config, args.runs)
+    deploy(env=ENV)  # leave dev healthy on the reference image
+
     one, per, big = (
         median(gates[k]) for k in ("one_container_7", "per_handler_7", "one_container_60")
     )
@@ -247,15 +288,11 @@ def main() -> int:
         )
     )
     print(f"ratio one/per-handler = {one / per:.3f}; 60 over 7 = {big / one:.2f}")
-    print(f"\ntrigger → alias verified restored (median of {len(rollbacks)}): {median(rollbacks)}s")
-    result = {
-        "warm_deploy_s": warm,
-        "baseline_s": baseline,
-        "deploy_over_baseline": round(warm / baseline, 3),
-        "overhead_fraction": round(overhead / warm, 3),
+    result: dict[str, object] = {
+        **figures["off"],
         "import_gate_ratio": round(one / per, 3),
         "import_gate_60_over_7": round(big / one, 3),
-        "rollback_s": median(rollbacks),
+        "fidelity_on": figures["on"],
     }
     print("RESULT " + json.dumps(result))
     return 0

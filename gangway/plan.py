@@ -303,8 +303,10 @@ def make_plan(
                 "observability",
                 f"{traffic.bake_s}s; error rate of the new version ≤ "
                 f"{policy.error_rate_threshold:.0%} over ≥ {policy.min_canary_invocations} "
-                "invocations in the window (fewer: inconclusive, rolled back); their log "
-                "lines and headroom",
+                "invocations in the window (fewer: inconclusive, rolled back) and shown no "
+                f"worse than the stable version's + {policy.noninferiority_margin:.0%} at "
+                f"{policy.noninferiority_confidence:.0%} confidence (not shown: inconclusive); "
+                "their log lines and headroom",
                 compensation=restore,
                 gate=True,
                 # The bake itself, then up to bake_log_wait_s for its log lines, then counting.

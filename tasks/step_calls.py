@@ -238,8 +238,9 @@ def count_canary(
     request_ids: dict[str, list[str]],
     unreached: Collection[str] | None = None,
 ) -> dict[str, logs_scan.WindowCount]:
-    """Each new version's invocations since since_ms (function name → version), waiting for
-    the request ids known to have run it. unreached: the functions whose new version no
+    """Each version's invocations since since_ms (function name → version: the canary's, or
+    the stable one's for the comparison), waiting for the request ids known to have run it.
+    unreached: the functions whose new version no
     synthetic invoke reached (None: all); only their count reads after the ingestion window,
     for traffic it cannot name (a version the bake's invokes reached is already waited on)."""
     policy = config.environment.deploy
