@@ -11,11 +11,13 @@ own key.
 
 from __future__ import annotations
 
+import json
 import os
 
 import boto3
 import pytest
 
+from rehearsal.aws_seed import EXECUTION_POLICY_NAME, execution_policy
 from rehearsal.iam import restricted_identity
 from tasks.aws import client
 
@@ -133,3 +135,38 @@ def test_access_denied_on_invoke_rolls_back(
     assert len(refused) == len(fault.config.smoke), record.trigger["checks"]
     assert all("AccessDeniedException (HTTP 403)" in c["found"] for c in refused)
     identity.assert_secret_kept(attempt)
+
+
+@pytest.mark.fault(
+    "The execution role lacks s3:PutObject (the function's own identity)", group="deployment"
+)
+def test_execution_role_without_put_object_rolls_back(fault: FaultRun, new_image: None) -> None:
+    # The deployer may do everything; the FUNCTION may not store its report. Invokes run with
+    # the execution role's credentials (rehearsal/fidelity.py execution_role), so moto's IAM
+    # refuses the handler's PutObject as AWS would, and the deploy must not keep traffic there.
+    config = fault.config
+    if config.environment.bucket is None or not config.environment.aws.endpoint_url:
+        pytest.skip("the row needs the rehearsal bridge and an environment with a bucket")
+    iam = client(config, "iam")
+    role = f"{config.service.name}-{config.environment.name}-lambda"
+    policy = execution_policy(config, str(iam.get_role(RoleName=role)["Role"]["Arn"]))
+    kept = [s for s in policy["Statement"] if "s3:PutObject" not in json.dumps(s)]
+    assert len(kept) < len(policy["Statement"]), "the seeded policy grants no s3:PutObject"
+    iam.put_role_policy(
+        RoleName=role,
+        PolicyName=EXECUTION_POLICY_NAME,
+        PolicyDocument=json.dumps({**policy, "Statement": kept}),
+    )
+    try:
+        attempt = fault.deploy()
+    finally:
+        iam.put_role_policy(
+            RoleName=role, PolicyName=EXECUTION_POLICY_NAME, PolicyDocument=json.dumps(policy)
+        )
+    record = fault.rolled_back(
+        attempt,
+        step="smoke",
+        boundary="deployment",
+        says=("AccessDenied", "PutObject"),
+    )
+    assert all(m.alias_moved and m.version_after for m in record.functions.values())
