@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from cli import approve as approve_cli
 from cli import gate as gate_cli
+from cli import promote as promote_cli
 from cli import prune as prune_cli
 from cli import rollback as rollback_cli
 from cli import status as status_cli
@@ -122,9 +123,7 @@ def _deploy(args: argparse.Namespace) -> int:
     try:
         # Every input is checked before a flow run exists: bad input is exit 2 with one
         # refused record, never a failed Prefect run that logs the whole error again.
-        validate_request(
-            args.env, args.sha, args.canary, args.bake, args.promote, requested_project(args)
-        )
+        validate_request(args.env, args.sha, args.canary, args.bake, requested_project(args))
     except (ConfigError, RegistryError) as exc:
         if not args.dry_run:
             record_refusal(args.env, args.sha, exc)
@@ -138,12 +137,8 @@ def _deploy(args: argparse.Namespace) -> int:
             bake_s=args.bake,
             allow_destructive=args.allow_destructive,
             dry_run=args.dry_run,
-            promote=args.promote,
             project=requested_project(args),
         )
-    except RegistryError as exc:  # only a refused promotion escapes the flow as one
-        print(exc.render(), file=sys.stderr)
-        return EXIT_BAD_INPUT
     except Exception as raised:
         # With its API gone, Prefect's engine fails to report the end of a deploy that has
         # already ended (and recorded it); the deploy's own DeployFailed is that error's context.
@@ -314,11 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True, help=f"one of: {', '.join(envs)}")
     p.add_argument("--sha", help="commit to deploy (default: HEAD of the service)")
     p.add_argument(
-        "--promote",
-        action="store_true",
-        help="deploy the image a succeeded deploy of --sha validated, by digest, no rebuild",
-    )
-    p.add_argument(
         "--canary",
         type=int,
         default=0,
@@ -357,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unlock", parents=[project], help="clear a stuck lock, holder proven gone")
     unlock_cli.add_arguments(p)
     p.set_defaults(run=unlock_cli.run)
+
+    p = sub.add_parser("promote", parents=[project], help=promote_cli.HELP)
+    promote_cli.add_arguments(p)
+    p.set_defaults(run=promote_cli.run)
 
     p = sub.add_parser("rollback", parents=[project], help=rollback_cli.HELP)
     rollback_cli.add_arguments(p)

@@ -113,7 +113,7 @@ def run_name() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError, GangwayError):
         short = str(ref)[:12]
-    kind = "promote" if params.get("promote") else "dry run" if params.get("dry_run") else "deploy"
+    kind = "dry run" if params.get("dry_run") else "deploy"
     return f"{params.get('env')} · {short} · {kind}"
 
 
@@ -137,7 +137,9 @@ def lock_holder(ledger: Ledger, env: str, service: str) -> str:
     )
 
 
-def _attempt(request: Request, traffic: Traffic, env: str) -> DeployRecord:
+def attempt_record(request: Request, traffic: Traffic, env: str) -> DeployRecord:
+    """The attempt's identity before it starts: who, what, how traffic moves (a promotion
+    when the request carries a validated image)."""
     return DeployRecord(
         env=env,
         service=request.config.service.name,
@@ -195,16 +197,15 @@ def deploy(
     bake_s: int = 0,
     allow_destructive: bool = False,
     dry_run: bool = False,
-    promote: bool = False,
     project: str | None = None,
 ) -> DeployRecord | DeployPlan:
     """Deploy one commit of the service at project (a checkout; default: see
     gangway.config.project_root) to one environment, or print what that would do (dry_run).
 
-    With promote, the image a succeeded deploy of sha validated is deployed by digest.
+    Promoting an image another environment validated is flows/promote.py.
     """
     try:
-        request = validate_request(env, sha, canary_percent, bake_s, promote, project)
+        request = validate_request(env, sha, canary_percent, bake_s, project)
     except (ConfigError, RegistryError) as exc:
         if not dry_run:
             record_refusal(env, sha, exc, current_flow_run_id())
@@ -216,7 +217,7 @@ def deploy(
             plan_deploy(request, observe(request), traffic, allow_destructive)
         )
     ledger = Ledger(secrets=config.secret_values())
-    attempt = _attempt(request, traffic, env)
+    attempt = attempt_record(request, traffic, env)
     record: DeployRecord | None = None
     held: HeldLock | None = None
     stage = "deploy lock"

@@ -15,7 +15,6 @@ from gangway.config import DeployConfig, gangway_home, load_config
 from gangway.errors import ConfigError, GangwayError
 from gangway.record import DeployRecord, Outcome
 from tasks.ledger import Ledger
-from tasks.promotion import confirm_in_registry, find_validated
 from tasks.registry import PushedImage
 from tasks.source import (
     SourceRevision,
@@ -70,7 +69,8 @@ def resolve_source(config: DeployConfig, sha: str | None) -> tuple[DeployConfig,
 
 @dataclass(frozen=True)
 class Request:
-    """A validated deploy request: configuration, source revision, and (promotion) the image."""
+    """A validated deploy request: configuration, source revision, and (a promotion,
+    flows/promote.py) the validated image it deploys by digest instead of building."""
 
     config: DeployConfig
     revision: SourceRevision
@@ -83,10 +83,9 @@ def validate_request(
     sha: str | None,
     canary_percent: int,
     bake_s: int,
-    promote: bool = False,
     project: str | None = None,
 ) -> Request:
-    """Check every input before any side effect: traffic, configuration, SHA, promoted image.
+    """Check every input before any side effect: traffic, configuration, SHA.
 
     project: the service's checkout (gangway.config.project_root); its repository is the
     source of the commit, the build context and the migrations.
@@ -94,13 +93,6 @@ def validate_request(
     A plain function: the CLI calls it before the flow run starts, so bad input is refused
     (exit 2) without a failed Prefect run; the flow calls it again for runs started elsewhere.
     """
-    if promote and not sha:
-        raise ConfigError(
-            "a promotion needs the commit whose image it promotes",
-            expected="--promote with --sha COMMIT",
-            found="no --sha",
-            remedy="pass --sha with the commit a lower environment validated",
-        )
     if not 0 <= canary_percent < 100:
         raise ConfigError(
             "canary percent out of range",
@@ -135,16 +127,7 @@ def validate_request(
         )
     require_evidence(config)
     config, revision = resolve_source(config, sha)
-    if not promote:
-        return Request(config, revision)
-    validated = find_validated(Ledger(), revision.sha, config.service.name)
-    pushed = confirm_in_registry(config, validated)
-    return Request(
-        config,
-        revision,
-        promoted=pushed,
-        validated_by=f"deploy {validated.deploy_id} in {validated.env}",
-    )
+    return Request(config, revision)
 
 
 # What each level of environment.deploy.require asks of a service's declared gates.

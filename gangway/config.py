@@ -420,6 +420,23 @@ class DeployPolicy(Strict):
     require: Literal["smoke", "observability", "ground-truth"] = "smoke"
 
 
+# --- promotion (issue 14, wt-promote) ---------------------------------------------------
+class PromotionSpec(Strict):
+    """How an image reaches this environment by promotion (`gangway promote --to ENV`)."""
+
+    # How long the digest must have been live in the source environment (from the end of
+    # the source record) before it may come here; 0 allows it at once.
+    soak_s: float = Field(default=0, ge=0)
+    # A human must approve a promotion here (flows/approval.py), before the lock is taken.
+    approval: bool = False
+    approval_timeout_s: float = Field(default=3600, gt=0)
+    # The declared path: the environments this one may be promoted from (empty: any).
+    from_envs: tuple[str, ...] = ()
+
+
+# --- end of promotion ----------------------------------------------------------------------
+
+
 class EnvironmentSpec(Strict):
     """Where one environment lives."""
 
@@ -432,8 +449,12 @@ class EnvironmentSpec(Strict):
     aws: AwsSpec = AwsSpec()
     database: DatabaseSpec | None = None
     deploy: DeployPolicy = DeployPolicy()
+<<<<<<< ours
     # --- issue 14 (wt-copy): None = the registry is read and written anonymously
     registry_auth: RegistryAuthSpec | None = None
+=======
+    promotion: PromotionSpec = PromotionSpec()  # issue 14 (wt-promote)
+>>>>>>> theirs
 
 
 class DeploySettings(BaseSettings):

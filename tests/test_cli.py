@@ -340,17 +340,24 @@ def test_deploy_json_on_a_real_run(validated: Run, config: DeployConfig) -> None
 def test_promote_deploys_the_validated_digest(validated: Run, config: DeployConfig) -> None:
     assert validated.code == 0, validated.explain()
     source = json.loads(validated.out)
-    promoted = run("deploy", "--env", ENV, "--promote", "--sha", source["commit_sha"])
+    # Promotion is its own command (flows/promote.py); the deploy has no --promote flag.
+    promoted = run(
+        "promote", "--sha", source["commit_sha"], "--from", ENV, "--to", "prod",
+        "--reason", "cli test",
+        # Approval and soak are prod's; this test is about the command, not them.
+        env={"GANGWAY_ENVIRONMENT__PROMOTION__APPROVAL": "false",
+             "GANGWAY_ENVIRONMENT__PROMOTION__SOAK_S": "0"},
+    )
     assert promoted.code == 0, promoted.explain()
     deploy_id, env, outcome = promoted.headline()
-    assert (env, outcome) == (ENV, "SUCCEEDED"), promoted.explain()
+    assert (env, outcome) == ("prod", "SUCCEEDED"), promoted.explain()
     assert f"note: promoted the image validated by deploy {source['deploy_id']}" in promoted.out
     record = Ledger().get(deploy_id)
     assert record is not None and record.kind == "promote"
     assert record.image_digest == source["image_digest"]
     steps = {s.name for s in record.steps}
     assert "pull" in steps and "build" not in steps, steps
-    aliases = read_aliases(config)
+    aliases = read_aliases(load_config("prod"))
     for key, move in record.functions.items():
         assert aliases[key] == (move.version_after, {})
 

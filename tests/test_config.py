@@ -515,28 +515,27 @@ def test_checkout_tree_refuses_what_git_archive_would_crash_on(tmp_path: Path) -
     assert not any(tmp_path.iterdir()), "a failed checkout leaves no half-extracted folder"
 
 
-def test_a_dirty_build_is_never_promotable(tmp_path: Path) -> None:
-    from gangway.record import DeployRecord, Outcome
-    from tasks.ledger import Ledger
-    from tasks.promotion import find_validated
+def test_a_dirty_build_is_never_promotable() -> None:
+    from datetime import UTC, datetime
 
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    from gangway.config import PromotionSpec
+    from gangway.record import DeployRecord, Outcome
+    from tasks.promotion_policy import PromotionFacts, PromotionRefused, SourceRecord, decide
+
     sha = "a" * 40
-    ledger.write(
-        DeployRecord(
-            env="dev",
-            commit_sha=sha,
-            dirty=True,
-            outcome=Outcome.SUCCEEDED,
-            image_digest="sha256:" + "1" * 64,
+    now = datetime.now(UTC)
+    dirty = DeployRecord(env="dev", commit_sha=sha, dirty=True, outcome=Outcome.SUCCEEDED,
+                         image_digest="sha256:" + "1" * 64, finished_at=now)
+
+    def facts(*records: DeployRecord) -> PromotionFacts:
+        return PromotionFacts(
+            service="", sha=sha, digest=None, source_env="dev", target_env="staging",
+            target=PromotionSpec(), records=tuple(SourceRecord.of(r) for r in records), now=now,
         )
-    )
-    with pytest.raises(ConfigError) as err:
-        find_validated(ledger, sha)
-    assert "dev:succeeded (dirty)" in err.value.found
-    clean = ledger.write(
-        DeployRecord(
-            env="dev", commit_sha=sha, outcome=Outcome.SUCCEEDED, image_digest="sha256:" + "2" * 64
-        )
-    )
-    assert find_validated(ledger, sha).deploy_id == clean.deploy_id
+
+    with pytest.raises(PromotionRefused) as err:
+        decide(facts(dirty))
+    assert "succeeded (dirty tree)" in err.value.found
+    clean = DeployRecord(env="dev", commit_sha=sha, outcome=Outcome.SUCCEEDED,
+                         image_digest="sha256:" + "2" * 64, finished_at=now)
+    assert decide(facts(clean, dirty)).source.deploy_id == clean.deploy_id

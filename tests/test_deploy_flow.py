@@ -152,14 +152,19 @@ def test_promotion_deploys_the_validated_digest_without_rebuilding(config: Deplo
     head = source_revision(REPO_ROOT, []).sha
     validated = deploy(env=ENV, sha=head)  # a clean checkout of HEAD, gated end to end
     assert isinstance(validated, DeployRecord) and validated.outcome is Outcome.SUCCEEDED
-    plan = deploy(env=ENV, sha=head[:12], promote=True, dry_run=True)
+    # Promotion is its own flow (flows/promote.py): dev's validated image, to staging.
+    from flows.promote import promote
+
+    target = dict(sha=head[:12], source_env=ENV, target_env="staging", reason="flow test")
+    plan = promote(**target, dry_run=True)
     assert isinstance(plan, DeployPlan) and plan.steps[0].name == "pull"
     assert plan.promoted_image.endswith("@" + str(validated.image_digest))
-    record = deploy(env=ENV, sha=head[:12], promote=True)
+    record = promote(**target)
     assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED
     assert record.kind == "promote" and record.image_digest == validated.image_digest
     steps = {s.name: s.status for s in record.steps}
     assert [s.name for s in record.steps] == [s.name for s in plan.steps]
     assert "build" not in steps and steps["pull"] == "passed" and steps["push"] == "skipped"
     assert any(validated.deploy_id in note for note in record.notes)
-    assert all(m.version_after == aliases(config)[k] for k, m in record.functions.items())
+    staging = aliases(load_config("staging"))
+    assert all(m.version_after == staging[k] for k, m in record.functions.items())

@@ -161,20 +161,28 @@ def empty_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 def test_promoting_a_digest_the_registry_does_not_hold_is_refused(
     fault: FaultRun, validated_head: DeployRecord, empty_registry: str
 ) -> None:
+    # Both environments name the empty registry: no copy, and the digest is not there.
     attempt = fault.cli(
-        "deploy",
-        "--env",
-        FAULTS_ENV,
+        "promote",
         "--sha",
         validated_head.commit_sha,
-        "--promote",
+        "--from",
+        FAULTS_ENV,
+        "--to",
+        "staging",
+        "--skip-path",
+        "--reason-for-skip",
+        "the row promotes from whichever environment the matrix runs in",
+        "--reason",
+        "fault row",
         env={"GANGWAY_ENVIRONMENT__REGISTRY": empty_registry},
     )
     assert attempt.exit_code == EXIT_BAD_INPUT, attempt.output[-2000:]
     fault.refused(
         attempt,
         boundary="registry",
-        says=(str(validated_head.image_digest), empty_registry, "without --promote"),
+        step="registry",
+        says=(str(validated_head.image_digest), empty_registry, "gangway deploy to rebuild it"),
     )
 
 
@@ -312,8 +320,13 @@ def test_build_context_outside_the_repository_is_dirty_and_never_promoted(
     assert f":{commit}-dirty" in str(record.image_ref), record.image_ref
     fault.rebaseline()  # the dirty build is live now, on purpose
 
-    attempt = fault.cli("deploy", "--env", FAULTS_ENV, "--sha", commit, "--promote")
+    attempt = fault.cli(
+        "promote", "--sha", commit, "--from", FAULTS_ENV, "--to", "staging", "--reason",
+        "fault row", "--skip-path", "--reason-for-skip", "the matrix runs in any environment",
+    )
     assert attempt.exit_code == EXIT_BAD_INPUT, attempt.output[-3000:]
     assert not PREFECT_ERROR.search(attempt.output), attempt.output[-3000:]
-    refused = fault.refused(attempt, says=(commit[:12], "no validated image to promote", "(dirty)"))
+    refused = fault.refused(
+        attempt, step="promotion policy", says=(commit[:12], "has no validated image", "dirty tree")
+    )
     assert refused.commit_sha == commit
