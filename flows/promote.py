@@ -42,6 +42,7 @@ from gangway.evidence import Check, GateResult
 from gangway.plan import DeployPlan, Traffic, render_plan
 from gangway.record import DeployRecord, EventKind, Outcome
 from tasks import migrations, schema_requirement
+from tasks.approval import requester_identity
 from tasks.env_lock import HeldLock, deploy_lock
 from tasks.ledger import Ledger, of_service
 from tasks.promotion import confirm_in_registry
@@ -292,19 +293,6 @@ def run_name() -> str:
     return f"{params.get('target_env')} · {short} · {kind} from {params.get('source_env')}"
 
 
-def _requester() -> str:
-    """Who asked for the promotion: CI's actor, else user@host (tasks/approval.py)."""
-    try:
-        from tasks.approval import requester_identity
-    except ModuleNotFoundError as exc:
-        # tasks/approval.py is written alongside this flow (issue 14); until it is merged the
-        # record's actor (user@host) is the requester.
-        if exc.name != "tasks.approval":
-            raise
-        return DeployRecord(env="", commit_sha="").actor
-    return requester_identity()
-
-
 def _approve(request: PromotionRequest, plan: DeployPlan, requester: str) -> list[str]:
     """Wait for an approver when the target requires one (before the lock); the notes for the
     record, or PromotionRejected when rejected or timed out."""
@@ -438,7 +426,7 @@ def promote(
         return DisplayExecutor().run(plan)
     config = request.config
     service = config.service.name
-    requester = _requester()
+    requester = requester_identity()
     attempt = attempt_record(promoted, Traffic(), target_env)
     notes = [
         *attempt.notes,

@@ -449,12 +449,9 @@ class EnvironmentSpec(Strict):
     aws: AwsSpec = AwsSpec()
     database: DatabaseSpec | None = None
     deploy: DeployPolicy = DeployPolicy()
-<<<<<<< ours
     # --- issue 14 (wt-copy): None = the registry is read and written anonymously
     registry_auth: RegistryAuthSpec | None = None
-=======
     promotion: PromotionSpec = PromotionSpec()  # issue 14 (wt-promote)
->>>>>>> theirs
 
 
 class DeploySettings(BaseSettings):

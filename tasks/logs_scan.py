@@ -336,7 +336,6 @@ def collect(
             summary, exists = LogSummary(timeout_ms=timeout_ms), False
         except BotoCoreError as exc:
             raise aws_error(exc, "logs:FilterLogEvents", group) from exc
-<<<<<<< ours
         summary.memory_mb = memory_mb
         now = time.monotonic()
         # Delivery is not in order: an invocation's START/END/REPORT can be readable before
@@ -346,11 +345,6 @@ def collect(
         seen = summary.events
         settled = now - began >= settle_s
         if (settled and steady and _complete(summary, request_ids, in_flight)) or now >= deadline:
-=======
-        if _complete(summary, request_ids, _needs_app_lines(config, function_name)) or (
-            time.monotonic() >= deadline
-        ):
->>>>>>> theirs
             return summary, exists
         time.sleep(POLL_INTERVAL_S)
 
@@ -361,30 +355,12 @@ def log_wait_s(config: DeployConfig) -> float:
     return config.environment.deploy.log_ingestion_s
 
 
-<<<<<<< ours
 def _complete(summary: LogSummary, request_ids: Sequence[str], in_flight: bool = False) -> bool:
     if in_flight and any(not summary.complete(r) for r in summary.started):
         return False
     if request_ids:
         return all(summary.complete(r) for r in request_ids)
     return in_flight or summary.report_lines > 0
-=======
-def _needs_app_lines(config: DeployConfig, function_name: str) -> bool:
-    return any(fn.name == function_name and fn.spec.app_logs for fn in config.functions.values())
-
-
-def _complete(summary: LogSummary, request_ids: Sequence[str], app_lines: bool = False) -> bool:
-    # Log events become readable out of order (CloudWatch ingestion, the rehearsal's jitter):
-    # a REPORT seen does not mean its START, END and application lines are readable yet.
-    if app_lines and summary.app_lines == 0:
-        return False
-    if request_ids:
-        wanted = set(request_ids)
-        return wanted <= summary.reported and wanted <= summary.started and (
-            wanted <= summary.ended
-        )
-    return summary.report_lines > 0
->>>>>>> theirs
 
 
 def _quote(lines: Sequence[str], secrets: list[str]) -> str:

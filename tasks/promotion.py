@@ -16,12 +16,7 @@ from gangway.config import DeployConfig
 from gangway.errors import RegistryError
 from tasks.docker_engine import pull_by_digest
 from tasks.image_build import BuiltImage
-<<<<<<< ours
-from tasks.ledger import Ledger, of_service
 from tasks.registry import PushedImage, RegistryCredentials, registry_client
-=======
-from tasks.registry import PushedImage, RegistryClient
->>>>>>> theirs
 from tasks.source import SourceRevision
 
 
