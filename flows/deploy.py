@@ -28,7 +28,7 @@ from gangway.config import project_root
 from gangway.errors import ConfigError, GangwayError, RegistryError
 from gangway.plan import DeployPlan, PlannedFunction, Traffic, make_plan
 from gangway.record import DeployRecord, Event, EventKind, FunctionMove, Outcome
-from tasks import lambda_read, migrations, step_calls
+from tasks import alias_expected, lambda_read, migrations, step_calls
 from tasks.env_lock import HeldLock, deploy_lock
 from tasks.image_reuse import ReuseDecision
 from tasks.ledger import Ledger
@@ -56,12 +56,14 @@ class DeployFailed(GangwayError):
 
 
 @step("observe", timeout_s=180, retries=2)
-def observe(request: Request) -> Observed:
+def observe(request: Request, left: dict[str, str] | None = None) -> Observed:
     """Read the functions, their aliases, the pending migrations, and whether this commit's
-    image is already pushed (read-only)."""
+    image is already pushed (read-only). left: where the ledger says gangway left each alias
+    (an alias read unlike it is re-read through Lambda's stale-read window)."""
     config = request.config
+    live = lambda_read.describe_functions(config)
     return Observed(
-        live=lambda_read.describe_functions(config),
+        live=alias_expected.settled(config, live, left) if left else live,
         # A service without migrations (or without a database) has no schema to read.
         migrations=migrations.plan_migrations(config)
         if config.migrations_dir is not None
@@ -231,7 +233,7 @@ def deploy(
             for closed in recover_abandoned(config, ledger, by=f"deploy {attempt.deploy_id}"):
                 print(f"closed abandoned deploy {closed.deploy_id}: {closed.rollback}")
             stage = "observe"
-            observed = observe(request)
+            observed = observe(request, alias_expected.last_left(ledger, config))
             plan = plan_deploy(request, observed, traffic, allow_destructive)
             # Opened only under the lock: recovery treats open records as abandoned.
             started = open_record(ledger, attempt, observed)

@@ -41,7 +41,7 @@ from gangway.errors import ConfigError, DatabaseError, GangwayError, RegistryErr
 from gangway.evidence import Check, GateResult
 from gangway.plan import DeployPlan, Traffic, render_plan
 from gangway.record import DeployRecord, EventKind, Outcome
-from tasks import migrations, schema_requirement
+from tasks import alias_expected, migrations, schema_requirement
 from tasks.approval import requester_identity
 from tasks.env_lock import HeldLock, deploy_lock
 from tasks.ledger import Ledger, of_service
@@ -168,8 +168,9 @@ def _schema_facts(config: DeployConfig, ledger: Ledger, source: SourceRecord) ->
         try:
             plan = migrations.plan_migrations(config)
         except DatabaseError as exc:
-            return SchemaFacts(declared=True, required_revision=required,
-                               unreadable=f"{exc.message} ({exc.found})")
+            return SchemaFacts(
+                declared=True, required_revision=required, unreadable=f"{exc.message} ({exc.found})"
+            )
     live = (
         schema_requirement.check_requirement(config, record, columns)
         if record is not None and columns
@@ -229,8 +230,9 @@ def validate_promotion(
     # The image's commit: its migrations are the ones the target will run.
     config, revision = resolve_source(config, verdict.source.commit_sha)
     revision = SourceRevision(sha=revision.sha, dirty=False)
-    schema_check = check_schema(_schema_facts(config, ledger, verdict.source), target_env,
-                                verdict.source)
+    schema_check = check_schema(
+        _schema_facts(config, ledger, verdict.source), target_env, verdict.source
+    )
     return PromotionRequest(
         config=config,
         source_config=source_config,
@@ -285,7 +287,10 @@ def run_name() -> str:
         root = project_root(params.get("project"))
         short = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=7", f"{ref}^{{commit}}"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError, GangwayError):
         short = str(ref)[:12]
@@ -368,8 +373,11 @@ def _preview(request: PromotionRequest) -> tuple[Request, DeployPlan]:
     """The deploy request and plan for the target (read-only): the image by digest."""
     config = request.config
     image = PushedImage(
-        config.environment.registry, config.service.build.repository, "",
-        request.source.digest, 0.0,
+        config.environment.registry,
+        config.service.build.repository,
+        "",
+        request.source.digest,
+        0.0,
     )
     promoted = Request(
         config,
@@ -386,8 +394,7 @@ def verdict_text(request: PromotionRequest) -> str:
     lines = [
         f"promotion {request.source_config.environment.name} → "
         f"{request.config.environment.name}: ALLOWED",
-        f"  source   {request.source.kind} {request.source.deploy_id} "
-        f"({request.source.digest})",
+        f"  source   {request.source.kind} {request.source.deploy_id} ({request.source.digest})",
     ]
     lines += [f"  {c.name:<19} ok: {c.found}" for c in request.checks]
     approval = request.config.environment.promotion.approval
@@ -416,8 +423,14 @@ def promote(
     except ConfigError as exc:
         if not dry_run:
             record_promotion_refusal(
-                source_env, target_env, sha, exc, service=_service(target_env, project),
-                digest=digest, notes=[f"reason: {reason}"], flow_run_id=flow_id,
+                source_env,
+                target_env,
+                sha,
+                exc,
+                service=_service(target_env, project),
+                digest=digest,
+                notes=[f"reason: {reason}"],
+                flow_run_id=flow_id,
             )
         raise
     promoted, plan = _preview(request)
@@ -439,24 +452,38 @@ def promote(
         notes += _approve(request, plan, requester)
     except PromotionRejected as exc:
         record_promotion_refusal(
-            source_env, target_env, request.revision.sha, exc, step="approval",
-            service=service, digest=request.source.digest, notes=notes,
-            deploy_id=attempt.deploy_id, flow_run_id=flow_id,
+            source_env,
+            target_env,
+            request.revision.sha,
+            exc,
+            step="approval",
+            service=service,
+            digest=request.source.digest,
+            notes=notes,
+            deploy_id=attempt.deploy_id,
+            flow_run_id=flow_id,
         )
         raise
-    attempt = attempt.model_copy(update={
-        "traffic": {**attempt.traffic, "promoted_from": request.source.deploy_id,
-                    "source_env": source_env},
-        "notes": notes,
-    })
+    attempt = attempt.model_copy(
+        update={
+            "traffic": {
+                **attempt.traffic,
+                "promoted_from": request.source.deploy_id,
+                "source_env": source_env,
+            },
+            "notes": notes,
+        }
+    )
     ledger = Ledger(secrets=config.secret_values())
     record: DeployRecord | None = None
     held: HeldLock | None = None
     stage = "deploy lock"
     try:
         with deploy_lock(
-            config, config.environment.deploy.lock_timeout_s,
-            lambda: lock_holder(ledger, target_env, service), attempt.deploy_id,
+            config,
+            config.environment.deploy.lock_timeout_s,
+            lambda: lock_holder(ledger, target_env, service),
+            attempt.deploy_id,
         ) as held:
             stage = "recovery"
             for closed in recover_abandoned(config, ledger, by=f"promote {attempt.deploy_id}"):
@@ -465,34 +492,57 @@ def promote(
             try:
                 # The world may have changed while an approver decided: decide again.
                 again = validate_promotion(
-                    request.revision.sha, source_env, target_env, reason,
-                    request.source.digest, skip_path_reason, project,
+                    request.revision.sha,
+                    source_env,
+                    target_env,
+                    reason,
+                    request.source.digest,
+                    skip_path_reason,
+                    project,
                 )
                 stage = "registry"
                 copy_note, copy = _copy(again)
                 pushed = confirm_in_registry(
-                    again.config, again.source.digest, promoted.validated_by,
+                    again.config,
+                    again.source.digest,
+                    promoted.validated_by,
                     again.revision.sha,
                 )
             except (ConfigError, RegistryError) as exc:
                 record_promotion_refusal(
-                    source_env, target_env, request.revision.sha, exc, step=stage,
-                    service=service, digest=request.source.digest, notes=notes,
-                    deploy_id=attempt.deploy_id, flow_run_id=flow_id,
+                    source_env,
+                    target_env,
+                    request.revision.sha,
+                    exc,
+                    step=stage,
+                    service=service,
+                    digest=request.source.digest,
+                    notes=notes,
+                    deploy_id=attempt.deploy_id,
+                    flow_run_id=flow_id,
                 )
                 raise
             stage = "observe"
-            promoted = Request(again.config, again.revision, promoted=pushed,
-                               validated_by=promoted.validated_by)
-            observed = observe(promoted)
+            promoted = Request(
+                again.config, again.revision, promoted=pushed, validated_by=promoted.validated_by
+            )
+            observed = observe(promoted, alias_expected.last_left(ledger, again.config))
             plan = plan_deploy(promoted, observed, Traffic(), False)
-            attempt = attempt.model_copy(update={
-                "notes": [*attempt.notes, copy_note],
-                "traffic": {**attempt.traffic, "copy": copy},
-            })
+            attempt = attempt.model_copy(
+                update={
+                    "notes": [*attempt.notes, copy_note],
+                    "traffic": {**attempt.traffic, "copy": copy},
+                }
+            )
             started = open_record(ledger, attempt, observed)
             run = Run(
-                again.config, again.revision, plan, observed, ledger, started, pushed,
+                again.config,
+                again.revision,
+                plan,
+                observed,
+                ledger,
+                started,
+                pushed,
                 fence=held.verify,
             )
             run.emit(EventKind.GATE, again.evidence().model_dump(mode="json"))
@@ -503,7 +553,11 @@ def promote(
     except GangwayError as exc:
         record = after_stop(ledger, attempt, record, stage, exc)
     return conclude(
-        ledger, attempt, record, held, "promotion",
+        ledger,
+        attempt,
+        record,
+        held,
+        "promotion",
         expected="every gate to pass in the target",
         remedy="see the trigger's remedy above; the source environment was not touched",
     )
