@@ -33,10 +33,19 @@ print(record.deploy_id)
 """
 READ = """
 import json
+from datetime import UTC, datetime
+from gangway.config import PromotionSpec
 from tasks.ledger import Ledger
-from tasks.promotion import find_validated
-found = find_validated(Ledger(), "{sha}", "daily-report")
-print(json.dumps({{"digest": found.digest, "env": found.env, "deploy_id": found.deploy_id}}))
+from tasks.promotion_policy import PromotionFacts, SourceRecord, choose_source
+ledger = Ledger()
+records = [SourceRecord.of(r) for r in ledger.by_sha("{sha}")
+           if r.service == "daily-report" and r.env == "staging"]
+facts = PromotionFacts(service="daily-report", sha="{sha}", digest=None, source_env="staging",
+    target_env="prod", target=PromotionSpec(), records=tuple(records),
+    now=datetime.now(UTC))
+found, _ = choose_source(facts)
+env = ledger.get(found.deploy_id).env
+print(json.dumps({{"digest": found.digest, "env": env, "deploy_id": found.deploy_id}}))
 """
 
 
