@@ -10,6 +10,7 @@ deleted stays deleted and is on record.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ BOOTSTRAP_TAG = "bootstrap"
 # How far back the ledger is read at first; widened until the window is full.
 FIRST_READ = 50
 MAX_READ = 3200
+READ_POLL_S = 0.5  # between reads of an alias through its stale-read window
 
 
 @dataclass
@@ -80,13 +82,24 @@ def observe(config: DeployConfig, ledger: Ledger, keep: int) -> PruneInputs:
     alias = config.environment.alias
     functions = list(config.functions.values())
 
+    window = config.environment.deploy.alias_read_window_s
+
     def read(fn: ResolvedFunction) -> FunctionVersions:
+        # Deleting is the one irreversible step: the alias is read through the whole
+        # stale-read window and every version any read routed to is kept.
+        deadline = time.monotonic() + window
         state = lambda_read.read_alias(config, fn.name)
+        seen = state.routed()
+        while time.monotonic() < deadline:
+            time.sleep(READ_POLL_S)
+            state = lambda_read.read_alias(config, fn.name)
+            seen |= state.routed()
+        seen -= state.routed()
         return FunctionVersions(
             key=fn.key,
             name=fn.name,
             versions=lambda_versions.list_versions(config, fn.name),
-            route=RouteState(alias, state.version, dict(state.weights)),
+            route=RouteState(alias, state.version, dict(state.weights), tuple(sorted(seen))),
         )
 
     with ThreadPoolExecutor(max_workers=min(8, len(functions) or 1)) as pool:

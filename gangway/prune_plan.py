@@ -36,6 +36,9 @@ class RouteState:
     alias: str
     version: str
     weights: dict[str, float] = field(default_factory=dict)
+    # Versions other reads of the alias routed to while it was read: alias reads may be
+    # stale for a moment after a write, and a version that may carry traffic is kept.
+    also_seen: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ def _version_reasons(
         keep(fn.key, fn.route.version, f"alias {fn.route.alias}")
         for version, weight in fn.route.weights.items():
             keep(fn.key, version, f"alias {fn.route.alias} canary {weight:.0%}")
+        for version in fn.route.also_seen:
+            keep(fn.key, version, f"alias {fn.route.alias} (another read of it, maybe stale)")
     if window:
         for key, move in window[0].functions.items():
             keep(key, move.version_before, f"previous (before {_short(window[0])})")

@@ -47,6 +47,10 @@ class AliasState(BaseModel):
             for v, w in self.weights.items()
         )
 
+    def routed(self) -> set[str]:
+        """Every version this alias sends traffic to."""
+        return {self.version, *self.weights}
+
     def describe(self) -> str:
         """e.g. 'live → 3' or 'live → 3 + {4: 10%}' (for messages)."""
         if not self.weights:

@@ -40,6 +40,7 @@ COMPONENTS = (
     "dockerd",
     "mariadb",
     "registry",
+    "registry-auth",
     "base-image",
     "databases",
     "package-index",
@@ -48,12 +49,36 @@ COMPONENTS = (
     "prefect",
     "prefect-worker",
 )
-# `up` also reports the wheels it filled the package index with, and the steps that make
-# the worker useful: its pool and the deployments.
+# `up` starts the authenticating registry once the databases step wrote its password, and
+# also reports the wheels it filled the package index with, and the steps that make the
+# worker useful: its pool and the deployments.
 UP_COMPONENTS = (
-    *COMPONENTS[:7], "wheels", *COMPONENTS[7:-1], "work-pool", "deployments", "prefect-worker"
+    "packages",
+    "dockerd",
+    "mariadb",
+    "registry",
+    "base-image",
+    "databases",
+    "registry-auth",
+    "package-index",
+    "wheels",
+    "moto",
+    "aws-seed",
+    "prefect",
+    "work-pool",
+    "deployments",
+    "prefect-worker",
 )
-DAEMONS = ("dockerd", "mariadb", "registry", "package-index", "moto", "prefect", "prefect-worker")
+DAEMONS = (
+    "dockerd",
+    "mariadb",
+    "registry",
+    "registry-auth",
+    "package-index",
+    "moto",
+    "prefect",
+    "prefect-worker",
+)
 TRACEBACK = "Traceback (most recent call last)"
 SCRATCH = "gw_cli_scratch"
 HEADLINE = re.compile(r"^deploy ([0-9a-f]{32})  (\S+)  ([A-Z-]+)$", re.M)

@@ -20,7 +20,7 @@ from gangway.config import DeployConfig, FunctionSpec, ResolvedFunction, SmokeCa
 from gangway.dockerfile import last_stage_cmd
 from gangway.evidence import Check, GateResult, Status
 from rehearsal.base_image import BASE_IMAGE
-from rehearsal.lambda_waits import wait_updated
+from rehearsal.lambda_waits import wait_active, wait_updated
 from tasks import lambda_read
 from tasks.aws import client as aws_client
 from tasks.image_build import BuiltImage
@@ -207,6 +207,7 @@ def live_function(dev_config: DeployConfig) -> Iterator[Callable[[dict[str, Any]
             MemorySize=256,
         )
         names.append(name)
+        wait_active(lam, name)  # a new function is Pending for a moment: updates are refused
         return name
 
     yield create

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,9 @@ from rehearsal.lambda_waits import wait_updated
 from tasks import schema
 from tasks.aws import client
 from tasks.registry import PushedImage
+
+# Longer than the rehearsal's log ingestion delay (fidelity log_delay_s + log_jitter_s).
+INGESTION_S = 15
 
 pytestmark = pytest.mark.stack
 
@@ -73,10 +77,14 @@ def test_report_worker_invoke_writes_row_object_and_logs(
         head["ContentType"] == "application/pdf" and head["ContentLength"] == payload["pdf_bytes"]
     )
 
-    # Observability: the application's own line is in the function's log group.
-    events = client(dev_config, "logs").filter_log_events(
-        logGroupName=f"/aws/lambda/{fn.name}", filterPattern=f'"{correlation}"'
-    )["events"]
+    # Observability: the application's own line is in the function's log group, once
+    # CloudWatch Logs has ingested it (the rehearsal delays events as Lambda does).
+    logs, deadline, events = client(dev_config, "logs"), time.monotonic() + INGESTION_S, []
+    while not events and time.monotonic() < deadline:
+        events = logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{fn.name}", filterPattern=f'"{correlation}"'
+        )["events"]
+        time.sleep(0 if events else 0.25)
     assert events, "the report worker's application log line did not reach CloudWatch Logs"
     assert any(f"[{deployed['report_worker']}]" in e["logStreamName"] for e in events)
 

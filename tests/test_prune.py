@@ -212,3 +212,16 @@ def test_plan_deletes_no_manifest_when_an_environment_could_not_be_read() -> Non
     plan = plan_prune(_inputs(unread={"prod": "no credentials"}))
     assert not [i for i in plan.deletions if i.kind == "manifest"]
     assert ("version", "1") in {(i.kind, i.ref) for i in plan.deletions}
+
+
+def test_plan_keeps_a_version_another_read_of_the_alias_routed_to() -> None:
+    """A read of the alias may be stale for a moment after a write: a version any read in
+    the window routed to may carry traffic, so it is kept (with why), never deleted."""
+    routed = RouteState("live", "3", also_seen=("1",))
+    fn = FunctionVersions(KEY, FUNCTION, {v: f"sha256:{v * 64}" for v in "123456"}, routed)
+    plan = plan_prune(_inputs(functions=[fn]))
+    assert ("version", "1") not in {(i.kind, i.ref) for i in plan.deletions}
+    kept = [i for i in plan.items if i.kind == "version" and i.ref == "1"]
+    assert kept and "another read" in " ".join(kept[0].why), kept
+    # Without the other read, the same plan deletes it: the field is what keeps it.
+    assert ("version", "1") in {(i.kind, i.ref) for i in plan_prune(_inputs()).deletions}
