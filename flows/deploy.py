@@ -56,7 +56,7 @@ class DeployFailed(GangwayError):
 
 
 @step("observe", timeout_s=180, retries=2)
-def observe(request: Request, left: dict[str, str] | None = None) -> Observed:
+def observe(request: Request, left: dict[str, alias_expected.Left] | None = None) -> Observed:
     """Read the functions, their aliases, the pending migrations, and whether this commit's
     image is already pushed (read-only). left: where the ledger says gangway left each alias
     (an alias read unlike it is re-read through Lambda's stale-read window)."""
