@@ -448,21 +448,26 @@ def promote(
     ]
     if request.skip_path_reason:
         notes.append(f"path skipped ({source_env} → {target_env}): {request.skip_path_reason}")
-    try:
-        notes += _approve(request, plan, requester)
-    except PromotionRejected as exc:
+
+    def refused(exc: GangwayError, step: str) -> None:
+        # This attempt's refusal record: its id, notes so far and the step that refused.
         record_promotion_refusal(
             source_env,
             target_env,
             request.revision.sha,
             exc,
-            step="approval",
+            step=step,
             service=service,
             digest=request.source.digest,
             notes=notes,
             deploy_id=attempt.deploy_id,
             flow_run_id=flow_id,
         )
+
+    try:
+        notes += _approve(request, plan, requester)
+    except PromotionRejected as exc:
+        refused(exc, "approval")
         raise
     attempt = attempt.model_copy(
         update={
@@ -509,18 +514,7 @@ def promote(
                     again.revision.sha,
                 )
             except (ConfigError, RegistryError) as exc:
-                record_promotion_refusal(
-                    source_env,
-                    target_env,
-                    request.revision.sha,
-                    exc,
-                    step=stage,
-                    service=service,
-                    digest=request.source.digest,
-                    notes=notes,
-                    deploy_id=attempt.deploy_id,
-                    flow_run_id=flow_id,
-                )
+                refused(exc, stage)
                 raise
             stage = "observe"
             promoted = Request(

@@ -25,6 +25,7 @@ from rehearsal.system import (
     env_port,
     home_dir,
     spawn,
+    write_registry_config,
 )
 
 NAME = "registry-auth"
@@ -84,35 +85,8 @@ def write_htpasswd(password: str, home: Path | None = None) -> Path:
 
 def write_config(htpasswd: Path, at: int | None = None, home: Path | None = None) -> Path:
     """The registry's config file (its own port, storage and htpasswd auth); returns its path."""
-    root = home_dir(NAME, home)
-    data = home_dir(f"{NAME}/data", home)
-    config = root / "config.yml"
-    text = (
-        "# Written by gangway's rehearsal stack; rewritten on every `up`.\n"
-        "version: 0.1\n"
-        "log:\n"
-        "  level: info\n"
-        "  accesslog:\n"
-        "    disabled: true\n"
-        "storage:\n"
-        "  filesystem:\n"
-        f"    rootdirectory: {data}\n"
-        "  delete:\n"
-        "    enabled: true\n"
-        "  cache:\n"
-        "    blobdescriptor: inmemory\n"
-        "auth:\n"
-        "  htpasswd:\n"
-        "    realm: gangway-rehearsal\n"
-        f"    path: {htpasswd}\n"
-        "http:\n"
-        f"  addr: {endpoint(at)}\n"
-        "  headers:\n"
-        "    X-Content-Type-Options: [nosniff]\n"
-    )
-    if not config.exists() or config.read_text() != text:
-        config.write_text(text)
-    return config
+    auth = f"auth:\n  htpasswd:\n    realm: gangway-rehearsal\n    path: {htpasswd}\n"
+    return write_registry_config(NAME, endpoint(at), auth, home)
 
 
 def ensure(home: Path | None = None, at: int | None = None, timeout: float = 60.0) -> DaemonResult:

@@ -684,8 +684,14 @@ def ensure_mariadb(home: Path | None = None, timeout: float = DEFAULT_WAIT) -> D
 
 def registry_config(home: Path | None = None) -> Path:
     """Write the registry's config (loopback, filesystem storage, delete on) and return its path."""
-    root = home_dir("registry", home)
-    data = home_dir("registry/data", home)
+    return write_registry_config("registry", f"{LOOPBACK}:{ports().registry}", "", home)
+
+
+def write_registry_config(name: str, addr: str, auth: str, home: Path | None = None) -> Path:
+    """Write <home>/<name>/config.yml for a docker-registry on addr (auth: its YAML block, or
+    ''), unchanged when it already says so; returns its path."""
+    root = home_dir(name, home)
+    data = home_dir(f"{name}/data", home)
     config = root / "config.yml"
     text = (
         "# Written by gangway's rehearsal stack; rewritten on every `up`.\n"
@@ -701,8 +707,9 @@ def registry_config(home: Path | None = None) -> Path:
         "    enabled: true\n"
         "  cache:\n"
         "    blobdescriptor: inmemory\n"
+        f"{auth}"
         "http:\n"
-        f"  addr: {LOOPBACK}:{ports().registry}\n"
+        f"  addr: {addr}\n"
         "  headers:\n"
         "    X-Content-Type-Options: [nosniff]\n"
     )
