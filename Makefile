@@ -40,6 +40,7 @@ lint: venv
 bench: venv stack
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/gate.py
+	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/faults.py
 
 clean:

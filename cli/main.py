@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from cli import approve as approve_cli
+from cli import drift as drift_cli
 from cli import gate as gate_cli
 from cli import promote as promote_cli
 from cli import prune as prune_cli
@@ -339,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", parents=[project], help="what is live in each environment")
     status_cli.add_arguments(p)
     p.set_defaults(run=status_cli.run)
+
+    p = sub.add_parser("drift", parents=[project], help=drift_cli.HELP)
+    drift_cli.add_arguments(p)
+    p.set_defaults(run=drift_cli.run)
 
     p = sub.add_parser("prune", parents=[project], help="delete what nothing can roll back to")
     prune_cli.add_arguments(p)

@@ -764,7 +764,7 @@ def read_settings(
             found=problems,
             remedy="fix the named keys (or the GANGWAY_* variable that overrides them)",
         ) from exc
-    return raw
+    return terraform_owned(raw, root, env, (service_file, env_file))
 
 
 def _problem(err: Any) -> str:
@@ -1000,3 +1000,76 @@ def _declared_storage(raw: DeploySettings, root: Path, env: str) -> None:
                 found="no bucket",
                 remedy=f"set environment.bucket in {env}.toml, or name the bucket on the case",
             )
+
+
+# --- issue 15: a terraform/ folder is the one declared source of the fields Terraform owns ----
+# (timeout, memory, architecture, env values). The TOML files then declare only what the code
+# needs; a field declared in both is refused naming both places. GANGWAY_* variables still
+# override (an operator's one-off, not a second declaration).
+def _toml_declares(path: Path) -> list[str]:
+    document = tomllib.loads(path.read_text())
+    found = [f"[function_env] in {path.name}"] if "function_env" in document else []
+    for key, spec in (document.get("functions") or {}).items():
+        for name in ("timeout", "memory", "architecture", "env"):
+            if isinstance(spec, dict) and name in spec:
+                found.append(f"functions.{key}.{name} in {path.name}")
+    return found
+
+
+def terraform_owned(
+    raw: DeploySettings, root: Path, env: str, files: tuple[Path, ...]
+) -> DeploySettings:
+    """raw with timeout, memory, architecture and env taken from root's terraform/ folder
+    (unchanged without one); ConfigError when a TOML file declares them as well."""
+    from gangway import terraform
+
+    declaration = terraform.read(root, env)
+    if declaration is None:
+        return raw
+    twice = [item for path in files for item in _toml_declares(path)]
+    if twice:
+        raise ConfigError(
+            "a field Terraform owns is also declared in gangway's configuration",
+            expected=f"timeout, memory, architecture and env values only in {terraform.FOLDER}/ "
+            "(this service has one), handlers and required_env in deployments/",
+            found="; ".join(twice) + f"; and in {declaration.folder}",
+            remedy="remove them from deployments/ (Terraform declares them), or change them "
+            f"in {terraform.FOLDER}/ if the design changed",
+        )
+    functions: dict[str, FunctionSpec] = {}
+    for key, spec in raw.functions.items():
+        declared = declaration.functions.get(key)
+        if declared is None:
+            # A name AWS would refuse is the more basic error: say that one first.
+            _function_name(
+                key,
+                spec.name or f"{raw.service.name}-{env}-{key.replace('_', '-')}",
+                explicit=spec.name is not None,
+                region=raw.environment.aws.region,
+            )
+            raise ConfigError(
+                f"function {key} is not declared in {terraform.FOLDER}/",
+                expected=f'resource "{terraform.LAMBDA}" "{key}" in {declaration.folder}',
+                found=f"none (declared: {', '.join(declaration.functions) or 'no function'})",
+                remedy=f"declare it in {terraform.FOLDER}/ (its label is the function's key in "
+                "service.toml), or fix the key",
+            )
+        overridden = spec.model_fields_set  # only GANGWAY_* overrides can set these now
+        update: dict[str, Any] = {"env": dict(declared.env)}
+        for field, value in (
+            ("timeout", declared.timeout),
+            ("memory", declared.memory),
+            ("architecture", declared.architecture),
+        ):
+            if field not in overridden:
+                update[field] = value
+        try:
+            functions[key] = FunctionSpec.model_validate({**spec.model_dump(), **update})
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{terraform.FOLDER}/ declares function {key} with values gangway refuses",
+                expected="timeout 1-900 s, memory 128-10240 MB, architecture x86_64 or arm64",
+                found="; ".join(_problem(err) for err in exc.errors()),
+                remedy=f"fix {declaration.where(key)}",
+            ) from exc
+    return raw.model_copy(update={"functions": functions, "function_env": {}})

@@ -120,6 +120,7 @@ def database_plan(env: str, directory: Path | None = None) -> DatabasePlan:
     # every ${VAR} it references. Nothing is invented for a service that does not ask for it.
     wanted = [password_env] if declared else []
     wanted += _refs(merged)
+    wanted += _terraform_refs(directory.parent, env)
     return DatabasePlan(
         env=env,
         name=name,
@@ -130,6 +131,19 @@ def database_plan(env: str, directory: Path | None = None) -> DatabasePlan:
         secret_vars=tuple(dict.fromkeys(wanted)),
         declared=declared,
     )
+
+
+def _terraform_refs(root: Path, env: str) -> list[str]:
+    """The secret variables a terraform/ folder's functions reference (issue 15: where one
+    exists, the env values live there, not in the TOML files)."""
+    from gangway import terraform
+
+    declaration = terraform.read(root, env) if terraform.folder(root) else None
+    if declaration is None:
+        return []
+    return [
+        ref for fn in declaration.functions.values() for v in fn.env.values() for ref in _refs(v)
+    ]
 
 
 # --------------------------------------------------------------------------- stack.env

@@ -131,7 +131,8 @@ def register_deployments(home: Path | None = None, *, force: bool = False) -> st
     if not force and done == wanted and all(_deployment_exists(n) for n in names):
         return f"current: {len(names)} deployments"
     log = system.log_path("prefect-deploy", home)
-    env = {**flow_env(home), "PREFECT_CLI_PROMPT": "false"}
+    # prefect.yaml's nightly drift schedule takes its timezone from this setting (issue 15).
+    env = {"GANGWAY_DRIFT_TIMEZONE": "UTC", **flow_env(home), "PREFECT_CLI_PROMPT": "false"}
     with log.open("ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} gangway runs prefect deploy\n"
                   .encode())

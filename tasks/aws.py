@@ -59,7 +59,7 @@ _ONE_REQUEST = {"mode": "standard", "total_max_attempts": 1}
 # milliseconds, and a hung call must not eat the window.
 RESTORE_CONNECT_TIMEOUT_S = 3
 RESTORE_READ_TIMEOUT_S = 10
-Profile = Literal["standard", "restore", "invoke"]
+Profile = Literal["standard", "restore", "invoke", "adaptive"]
 PROFILES: dict[str, BotoConfig] = {
     "standard": BOTO,
     "restore": BOTO.merge(
@@ -74,6 +74,13 @@ PROFILES: dict[str, BotoConfig] = {
     # read timeout is environment.deploy.invoke_timeout_s (see client()).
     # Concurrent smoke invokes share the client: one pooled connection each.
     "invoke": BOTO.merge(BotoConfig(retries=_ONE_REQUEST, max_pool_connections=16)),
+    # issue 15: the drift check's many reads: botocore's adaptive mode adds a client-side rate
+    # limiter that slows every thread down after a throttle, instead of each retrying blind.
+    "adaptive": BOTO.merge(
+        BotoConfig(
+            retries={"mode": "adaptive", "total_max_attempts": 8}, max_pool_connections=64
+        )
+    ),
 }
 
 

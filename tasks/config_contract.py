@@ -53,12 +53,39 @@ def deployments_source(root: Path, env: str) -> DeclaredEnv:
     )
 
 
+def terraform_source(root: Path, env: str) -> DeclaredEnv:
+    """terraform/ (issue 15): the keys of each aws_lambda_function's environment variables for
+    env, and the keys each handler requires (service.toml). ConfigError when unreadable."""
+    from gangway import terraform
+
+    settings = read_settings(env, root=root)  # the required keys, and a declared-twice check
+    declaration = terraform.read(root, env)
+    if declaration is None:
+        return deployments_source(root, env)
+    shown = f"{terraform.FOLDER}/ ({declaration.var_file.name if declaration.var_file else ''})"
+    return DeclaredEnv(
+        env=env,
+        source=shown,
+        required={key: tuple(fn.required_env) for key, fn in settings.functions.items()},
+        declared={key: frozenset(fn.env) for key, fn in declaration.functions.items()},
+    )
+
+
+def default_sources(root: Path) -> tuple[KeySource, ...]:
+    """Where a project declares its functions' env: terraform/ when it has one, else TOML."""
+    from gangway import terraform
+
+    return (terraform_source,) if terraform.folder(root) else (deployments_source,)
+
+
 def declarations(
     root: Path,
     envs: Iterable[str] | None = None,
-    sources: Sequence[KeySource] = (deployments_source,),
+    sources: Sequence[KeySource] | None = None,
 ) -> list[DeclaredEnv]:
-    """Every environment's declaration in every source (envs: default, every <env>.toml)."""
+    """Every environment's declaration in every source (envs: default, every <env>.toml;
+    sources: default, the project's one declared source)."""
+    sources = default_sources(root) if sources is None else sources
     chosen = list(envs) if envs is not None else available_environments(deployments_dir(root))
     return [source(root, env) for env in chosen for source in sources]
 
@@ -95,8 +122,15 @@ def contract_gate(declared: Sequence[DeclaredEnv]) -> GateResult:
                     remedy=""
                     if not missing
                     else f"declare {', '.join(missing)} for {item.env} in {item.source} "
-                    f'([function_env] or [functions.{key}.env]; a secret as "${{VAR}}"), or '
-                    f"drop it from functions.{key}.required_env if the handler no longer reads it",
+                    + (
+                        f"(environment.variables of aws_lambda_function.{key}; a secret as a "
+                        "sensitive variable), or "
+                        if item.source.startswith("terraform/")
+                        else f'([function_env] or [functions.{key}.env]; a secret as "${{VAR}}"), '
+                        "or "
+                    )
+                    + f"drop it from functions.{key}.required_env if the handler no longer "
+                    "reads it",
                     evidence={
                         "env": item.env,
                         "function": key,
