@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from gangway.record import Outcome
-from tests.drift_world import (
+from drift_world import (
     World,
     drift_cli,
     live_env,
@@ -29,6 +27,8 @@ from tests.drift_world import (
     set_required,
     sql,
 )
+
+from gangway.record import Outcome
 
 SECRET = "hand-set-token-" + "7f3a9c1e5b"
 
@@ -268,10 +268,11 @@ def plain_world(drift_stack: None, tmp_path_factory: pytest.TempPathFactory) -> 
     declares timeout, memory and env), seeded as `gangway stack seed` does."""
     import secrets
 
+    from service_repo import SERVICE, make_service
+
     from gangway.config import apply_env_file, load_config
     from rehearsal.aws_seed import seed_environment
     from rehearsal.stack import push_bootstrap
-    from tests.service_repo import SERVICE, make_service
 
     base = tmp_path_factory.mktemp("drift-plain")
     name = f"drift-echo-{secrets.token_hex(3)}"

@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.drift_world import World, live_env, move_alias, publish, seed, set_configuration
-from tests.test_drift import drift_stack  # noqa: F401  (the module fixture, shared)
+from drift_world import World, live_env, move_alias, publish, seed, set_configuration
+from test_drift import drift_stack  # noqa: F401  (the module fixture, shared)
 
 
 @pytest.fixture(scope="module")
