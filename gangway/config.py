@@ -53,6 +53,23 @@ FUNCTION_ARN = re.compile(
 MAX_CONFIG_BYTES = 1 << 20  # far above any real service.toml; refused before parsing
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A gangway TOML file (at most 1 MiB), parsed; ConfigError naming the file otherwise."""
+    refuse_large(
+        path, MAX_CONFIG_BYTES, "to be a configuration file", "1 MiB",
+        f"trim {path.name} to the service's settings (is it the right file?)",
+    )
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path.name} is not valid TOML",
+            expected="a TOML document",
+            found=str(exc),
+            remedy=f"fix the syntax in {path}",
+        ) from exc
+
+
 def refuse_large(path: Path, limit: int, what: str, limit_words: str, remedy: str) -> None:
     """ConfigError, before reading it, when the file at path is larger than limit bytes."""
     size = path.stat().st_size
@@ -731,19 +748,7 @@ def read_settings(
                 if path is env_file
                 else f"create {path} describing the service (see deployments/ in the gangway repo)",
             )
-        refuse_large(
-            path, MAX_CONFIG_BYTES, "to be a configuration file", "1 MiB",
-            f"trim {path.name} to the service's settings (is it the right file?)",
-        )
-        try:
-            document = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"{path.name} is not valid TOML",
-                expected="a TOML document",
-                found=str(exc),
-                remedy=f"fix the syntax in {path}",
-            ) from exc
+        document = read_toml(path)
         non_finite = _non_finite(document, "")
         if non_finite:
             raise ConfigError(

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gangway.config import read_toml
 from gangway.errors import ConfigError
 from gangway.evidence import Check
 from tasks.drift_compare import Kind
@@ -72,15 +72,7 @@ def load_rules(root: Path) -> tuple[IgnoreRule, ...]:
     path = root / FILE
     if not path.is_file():
         return ()
-    try:
-        document = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{FILE} is not valid TOML",
-            expected="a TOML document",
-            found=str(exc),
-            remedy=f"fix the syntax in {path}",
-        ) from exc
+    document = read_toml(path)
     rules = []
     kinds = {k.value for k in Kind}
     for index, raw in enumerate(document.get("ignore", [])):
