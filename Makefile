@@ -15,7 +15,7 @@ demo: venv
 
 test: venv lint
 	$(BIN)/gangway stack up
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 	PYTHONPATH=service $(BIN)/pytest -q service/tests
 
 venv: $(VENV)/.installed

@@ -13,6 +13,7 @@ runs with. ``OFF`` is the old, instant rehearsal (``bench/deploy.py`` compares b
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -147,17 +148,31 @@ _write_lock = threading.Lock()
 
 
 @contextmanager
+def _editing(home: Path | None) -> Iterator[None]:
+    """One read-modify-write of the settings at a time, across threads and processes (the
+    suite's two lanes override their own prefixes side by side)."""
+    path = settings_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _write_lock, path.with_suffix(".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextmanager
 def override(prefix: str, home: Path | None = None, **changes: Any) -> Iterator[Path]:
     """Within the block, functions whose name starts with prefix get these settings."""
     DEFAULT.merged(changes)  # refuse unknown names before writing anything
-    with _write_lock:
+    with _editing(home):
         default, functions = read(home)
         functions[prefix] = {**functions.get(prefix, {}), **changes}
         path = write(default, functions, home)
     try:
         yield path
     finally:
-        with _write_lock:
+        with _editing(home):
             default, functions = read(home)
             functions.pop(prefix, None)
             write(default, functions, home)

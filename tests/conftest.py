@@ -2,16 +2,37 @@
 
 Tests talk to real components (dockerd, the local registry, MariaDB, moto over HTTP with the
 function's own image under the RIE). The stack is idempotent: a second `up` costs seconds.
+
+Lanes: `make test` runs two pytest-xdist workers (``-n 2 --dist loadgroup``) on the one stack,
+each owning the environments it deploys to. Lane ``qa`` is the fault matrix (tests/faults/,
+GANGWAY_FAULTS_ENV, default qa) and the modules marked ``xdist_group("qa")``; lane ``main`` is
+every other stack test (dev, staging, prod and the second services). Tests without the stack
+fill in on whichever worker is free. A test marked ``alone`` kills or
+restarts a daemon both lanes use: it waits until no other stack test runs, and none starts
+until it has finished (``stack_turn``).
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import docker as docker_sdk
 import pytest
+from xdist.scheduler import LoadGroupScheduling
 
-from gangway.config import DeployConfig, apply_env_file, available_environments, load_config
+from gangway.config import (
+    DeployConfig,
+    apply_env_file,
+    available_environments,
+    gangway_home,
+    load_config,
+)
 from tasks.image_build import BuiltImage, build_image
 from tasks.registry import PushedImage, push_image
 from tasks.source import source_revision
@@ -21,13 +42,102 @@ from tasks.source import source_revision
 # reads its API URL once, at import.
 apply_env_file()
 
+FAULTS_DIR = Path(__file__).parent / "faults"
+
+
+LANES_FILE = "tests.lanes.json"
+
+
+def uses_stack(item: pytest.Item) -> bool:
+    """Whether a test talks to the rehearsal stack (marked, or asking for the fixture)."""
+    return item.get_closest_marker("stack") is not None or "stack" in getattr(
+        item, "fixturenames", ()
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put every stack test in a lane: tests/faults/ in qa and the others in main, unless
+    marked ``xdist_group``; a test without the stack goes wherever a worker is free. A worker
+    writes the lanes down for the scheduler (below)."""
+    lanes = {}
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is not None:
+            lanes[item.nodeid] = str(mark.args[0])
+        elif uses_stack(item):
+            lane = "qa" if FAULTS_DIR in item.path.parents else "main"
+            item.add_marker(pytest.mark.xdist_group(lane))
+            lanes[item.nodeid] = lane
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        target = gangway_home() / LANES_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(lanes))
+        os.replace(tmp, target)
+
+
+class LaneScheduling(LoadGroupScheduling):
+    """--dist loadgroup by lane. pytest-xdist groups by an ``@group`` suffix its workers add
+    to each node id, which pytest 9 no longer lets a plugin change; so the controller (which
+    collects nothing) reads the lanes the workers wrote, once all of them have collected."""
+
+    _lanes: dict[str, str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        if self._lanes is None:
+            self._lanes = json.loads((gangway_home() / LANES_FILE).read_text())
+        return self._lanes.get(nodeid, nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadGroupScheduling | None:
+    """The lane scheduler for ``--dist loadgroup`` (xdist's own for every other mode)."""
+    return LaneScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
+
+
+@contextmanager
+def stack_turn(alone: bool) -> Iterator[None]:
+    """Hold the stack for one test: shared with the other lane's test, or alone.
+
+    Two locks, so that an alone test is not starved: a shared taker passes the gate (held by
+    an alone test for its whole run) and takes the stack shared; an alone taker closes the
+    gate, then waits for the running shared holders to finish."""
+    home = gangway_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "tests.gate").open("a") as gate, (home / "tests.stack").open("a") as held:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            if not alone:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A stack test runs its setup, call and teardown (module fixtures too) in its turn."""
+    if not uses_stack(item):
+        return (yield)
+    with stack_turn(alone=item.get_closest_marker("alone") is not None):
+        return (yield)
+
 
 @pytest.fixture(scope="session")
 def stack() -> object:
-    """The rehearsal stack, brought up once (cheap when it is already running)."""
+    """The rehearsal stack, brought up once (cheap when it is already running); one worker
+    at a time, since both lanes' workers start together."""
     from rehearsal import stack as rehearsal_stack
 
-    status = rehearsal_stack.up()
+    home = gangway_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "tests.up").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        status = rehearsal_stack.up()
     apply_env_file()
     return status
 

@@ -22,9 +22,10 @@ from tasks import lambda_read, logs_scan, schema
 from tasks.ledger import Ledger
 from tasks.smoke import smoke_invoke
 
-pytestmark = pytest.mark.stack
+# The fault matrix's environment, so this module runs in its lane (tests/conftest.py).
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("qa")]
 # The environment the fault matrix deploys to (one per engineer when run side by side).
-ENV = os.environ.get("GANGWAY_FAULTS_ENV", "dev")
+ENV = os.environ.get("GANGWAY_FAULTS_ENV", "qa")
 DEPLOY = "GANGWAY_ENVIRONMENT__DEPLOY__"
 
 

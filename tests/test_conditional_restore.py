@@ -21,9 +21,10 @@ from tasks.aws import client
 from tasks.lambda_alias import SUPERSEDED, restore_aliases, set_canary, shift_alias
 from tasks.lambda_read import AliasState
 
-pytestmark = pytest.mark.stack
+# The fault matrix's environment, so this module runs in its lane (tests/conftest.py).
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("qa")]
 
-ENV = os.environ.get("GANGWAY_FAULTS_ENV", "dev")
+ENV = os.environ.get("GANGWAY_FAULTS_ENV", "qa")
 
 
 @pytest.fixture(scope="module")

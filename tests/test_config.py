@@ -67,9 +67,9 @@ def test_environment_variable_overrides_nested_key(
 
 def test_unknown_environment_names_the_known_ones(deployments: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        load_config("qa", deployments)
-    assert "qa.toml" in err.value.expected
-    assert "dev, prod, staging" in err.value.remedy
+        load_config("uat", deployments)
+    assert "uat.toml" in err.value.expected
+    assert "dev, prod, qa, staging" in err.value.remedy
 
 
 def test_missing_secret_variable_is_named_before_anything_runs(

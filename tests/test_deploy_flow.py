@@ -131,11 +131,11 @@ def test_cli_exit_codes_and_json(config: DeployConfig) -> None:
     import sys
 
     bad = subprocess.run(
-        [sys.executable, "-m", "cli", "deploy", "--env", "qa"],
+        [sys.executable, "-m", "cli", "deploy", "--env", "sandbox"],
         capture_output=True,
         text=True,
     )
-    assert bad.returncode == 2 and "qa.toml" in bad.stderr
+    assert bad.returncode == 2 and "sandbox.toml" in bad.stderr
     plan = subprocess.run(
         [sys.executable, "-m", "cli", "deploy", "--env", ENV, "--dry-run", "--json"],
         capture_output=True,

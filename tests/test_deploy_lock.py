@@ -18,7 +18,9 @@ from gangway.errors import ConfigError
 from rehearsal.mariadb_setup import _admin_connection
 from tasks.env_lock import DeployLockError, DeployLockLost, deploy_lock
 
-ENV = os.environ.get("GANGWAY_FAULTS_ENV", "dev")
+ENV = os.environ.get("GANGWAY_FAULTS_ENV", "qa")
+# It locks the fault matrix's environment, so it runs in that lane (tests/conftest.py).
+pytestmark = pytest.mark.xdist_group("qa")
 
 
 @pytest.fixture(scope="module")

@@ -267,7 +267,7 @@ def test_an_environment_that_cannot_be_read_exits_1_naming_the_boundary(
 def test_an_unknown_environment_is_bad_input() -> None:
     done = gangway("status", "--env", "nope")
     assert done.returncode == 2, explain(done)
-    assert "no environment 'nope'" in done.stderr and "dev, prod, staging" in done.stderr
+    assert "no environment 'nope'" in done.stderr and "dev, prod, qa, staging" in done.stderr
 
 
 # --- the join, on records as the ledger folds them ------------------------------------------

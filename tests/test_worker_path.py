@@ -21,9 +21,10 @@ from tasks import lambda_read
 from tasks.env_lock import deploy_lock
 from tasks.ledger import Ledger, ledger_url
 
-pytestmark = pytest.mark.stack
+# The fault matrix's environment, so this module runs in its lane (tests/conftest.py).
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("qa")]
 
-ENV = os.environ.get("GANGWAY_FAULTS_ENV", "dev")
+ENV = os.environ.get("GANGWAY_FAULTS_ENV", "qa")
 
 
 def flow_run_env() -> dict[str, str]:

@@ -13,7 +13,8 @@ writes counts against the result. Traffic that an attempt left moved after it en
 later deploy or the reconciler put it back) is reported as ``stranded_s``; within
 STRANDED_LIMIT_S the row can be contained, beyond it the row is *stranded*, never contained.
 
-``GANGWAY_FAULTS_ENV`` picks the environment (default dev).
+``GANGWAY_FAULTS_ENV`` picks the environment (default qa, which no test outside the matrix's
+lane touches, so the matrix runs beside the rest of the suite: tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from tasks import lambda_alias, lambda_read, schema
 from tasks.ledger import Ledger
 from tasks.source import source_revision
 
-FAULTS_ENV = os.environ.get("GANGWAY_FAULTS_ENV", "dev")
+FAULTS_ENV = os.environ.get("GANGWAY_FAULTS_ENV", "qa")
 TRACEBACK = "Traceback (most recent call last)"
 TERMINAL = {
     Outcome.SUCCEEDED,
@@ -157,6 +158,8 @@ class FaultRun:
     group: str
     test: str
     capture: pytest.CaptureFixture[str]
+    # The environment the row deploys (FAULTS_ENV; the promotion rows' source is their own).
+    env: str = FAULTS_ENV
     config: DeployConfig = field(init=False)
     before: Aliases = field(init=False)
     known: set[str] = field(init=False)
@@ -164,9 +167,11 @@ class FaultRun:
     pending: FaultRow | None = None
     # (time.monotonic() and time.time() when an attempt ended, the aliases read back then)
     ends: list[tuple[float, float, Aliases]] = field(default_factory=list)
+    # Environments a command of the row named besides its own (a promotion's target).
+    targets: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.config = load_config(FAULTS_ENV)
+        self.config = load_config(self.env)
         self.before = read_aliases(self.config)
         self.known = self._ledger_ids()
 
@@ -206,10 +211,23 @@ class FaultRun:
         return set(Ledger().deploy_ids())
 
     def new_records(self) -> list[DeployRecord]:
-        """Records that appeared in the ledger since the row started, oldest first."""
+        """Records that appeared in the ledger since the row started, oldest first: the
+        service's, in the environments the row acts on (the rest of the suite deploys to
+        other environments meanwhile)."""
         ledger = Ledger()
         fresh = [ledger.get(i) for i in ledger.deploy_ids() if i not in self.known]
-        return sorted((r for r in fresh if r is not None), key=lambda r: r.started_at)
+        mine = {self.env, self.config.environment.name, *self.targets}
+        return sorted(
+            (
+                r
+                for r in fresh
+                if r is not None
+                # A refusal of unreadable configuration knows no service.
+                and r.service in (self.config.service.name, "")
+                and r.env in mine
+            ),
+            key=lambda r: r.started_at,
+        )
 
     def deploy(self, env: str | None = None, **kwargs: Any) -> Attempt:
         """Run the deploy flow in this process, as `gangway deploy` would."""
@@ -217,7 +235,7 @@ class FaultRun:
         started = time.monotonic()
         error, result = "", None
         try:
-            result = deploy(env=env or FAULTS_ENV, **kwargs)
+            result = deploy(env=env or self.env, **kwargs)
         except DeployFailed as exc:
             error = exc.render()
         except GangwayError as exc:
@@ -239,6 +257,9 @@ class FaultRun:
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> Attempt:
         """Run ``gangway <args>`` as a user would, in its own process."""
+        for flag in ("--env", "--to"):
+            if flag in args[:-1]:
+                self.targets.add(args[args.index(flag) + 1])
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "cli", *args],
@@ -537,39 +558,64 @@ def matrix_started(stack: object) -> float:
     return time.time()
 
 
+def deploy_healthy(env: str) -> DeployRecord:
+    """A successful deploy of the working tree to env, its schema at head first."""
+    schema.upgrade(load_config(env))
+    record = deploy(env=env)
+    assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED, record
+    return record
+
+
+def deploy_validated_head(env: str) -> DeployRecord:
+    """A succeeded deploy of HEAD from a clean checkout to env: an image promotion can name."""
+    head = source_revision(REPO_ROOT, []).sha
+    found = [
+        r
+        for r in Ledger().by_sha(head)
+        if r.outcome is Outcome.SUCCEEDED and r.image_digest and not r.dirty and r.env == env
+    ]
+    if found:
+        return found[0]
+    record = deploy(env=env, sha=head)
+    assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED, record
+    return record
+
+
 @pytest.fixture(scope="session")
 def healthy(matrix_started: float) -> DeployRecord:
     """One successful deploy first, so every row starts from a healthy alias."""
-    config = load_config(FAULTS_ENV)
-    schema.upgrade(config)
-    record = deploy(env=FAULTS_ENV)
-    assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED, record
-    return record
+    return deploy_healthy(FAULTS_ENV)
 
 
 @pytest.fixture(scope="session")
 def validated_head(healthy: DeployRecord) -> DeployRecord:
     """A succeeded deploy of HEAD from a clean checkout: an image promotion can name."""
-    head = source_revision(REPO_ROOT, []).sha
-    found = [
-        r
-        for r in Ledger().by_sha(head)
-        if r.outcome is Outcome.SUCCEEDED and r.image_digest and not r.dirty
-    ]
-    if found:
-        return found[0]
-    record = deploy(env=FAULTS_ENV, sha=head)
-    assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED, record
-    return record
+    return deploy_validated_head(FAULTS_ENV)
+
+
+@pytest.fixture
+def row_env() -> str:
+    """The environment a row deploys (a module that needs another overrides this)."""
+    return FAULTS_ENV
 
 
 def _marker(item: pytest.Item) -> pytest.Mark | None:
     return item.get_closest_marker("fault")
 
 
+def row_id(item: pytest.Item) -> str:
+    """The row's test id, without the ``@lane`` pytest-xdist appends under --dist loadgroup
+    (after some workers declared and before others wrote: the row must be the same id)."""
+    nodeid = item.nodeid
+    return nodeid.rsplit("@", 1)[0] if nodeid.rfind("@") > nodeid.rfind("]") else nodeid
+
+
 @pytest.fixture
 def fault(
-    request: pytest.FixtureRequest, healthy: DeployRecord, capfd: pytest.CaptureFixture[str]
+    request: pytest.FixtureRequest,
+    healthy: DeployRecord,
+    capfd: pytest.CaptureFixture[str],
+    row_env: str,
 ) -> Iterator[FaultRun]:
     """The row under test: inject, then ``fault.deploy()`` and one verdict."""
     marker = _marker(request.node)
@@ -577,8 +623,9 @@ def fault(
     run = FaultRun(
         description=str(marker.args[0]),
         group=str(marker.kwargs.get("group", "")),
-        test=request.node.nodeid,
+        test=row_id(request.node),
         capture=capfd,
+        env=row_env,
     )
     request.node.stash[RUN] = run
     yield run
@@ -620,7 +667,7 @@ def final_row(item: pytest.Item, reports: dict[str, pytest.TestReport]) -> Fault
         },
         fault=str(marker.args[0]),
         group=str(marker.kwargs.get("group", "")),
-        test=item.nodeid,
+        test=row_id(item),
         alias_after=_aliases_text(run),
     )
 
@@ -653,7 +700,7 @@ def pytest_runtest_makereport(
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Declare the rows this session will run (after -k/-m deselection), before any runs."""
-    rows = {item.nodeid: str(m.args[0]) for item in items if (m := _marker(item)) is not None}
+    rows = {row_id(item): str(m.args[0]) for item in items if (m := _marker(item)) is not None}
     if rows:
         fault_matrix.declare(rows)
         config.stash[DECLARED] = rows

@@ -236,6 +236,8 @@ def echo(stack: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+# gw-echo lives in dev with the rest of the suite's second-service tests: run in their lane.
+@pytest.mark.xdist_group("main")
 def test_foreign_code_is_blocked_for_a_service_without_a_database(echo: Path) -> None:
     """Not a row: the same race for the other service shape, through the CLI as a user runs
     it (the path is the deploy step's, which no database or bucket takes part in)."""

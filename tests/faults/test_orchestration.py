@@ -69,14 +69,48 @@ def other_image(tmp_path: Path, label: str) -> dict[str, str]:
     return {"GANGWAY_SERVICE__BUILD__DOCKERFILE": str(dockerfile)}
 
 
-def version_counts(config: DeployConfig) -> dict[str, int]:
-    """Published versions per function, read from Lambda."""
+def published_versions(config: DeployConfig) -> dict[str, list[dict[str, object]]]:
+    """Published versions per function, read from Lambda: number, digest and configuration."""
     lam = client(config, "lambda")
     pages = lam.get_paginator("list_versions_by_function")
     return {
-        key: sum(len(p["Versions"]) for p in pages.paginate(FunctionName=fn.name))
+        key: [
+            {
+                "version": v["Version"],
+                "digest": v.get("CodeSha256", "")[:12],
+                "timeout": v.get("Timeout"),
+                "memory": v.get("MemorySize"),
+                "env": sorted((v.get("Environment") or {}).get("Variables", {}).items()),
+                "image_config": (v.get("ImageConfigResponse") or {}).get("ImageConfig"),
+            }
+            for p in pages.paginate(FunctionName=fn.name)
+            for v in p["Versions"]
+            if v["Version"] != "$LATEST"
+        ]
         for key, fn in config.functions.items()
     }
+
+
+def piled_up(
+    before: dict[str, list[dict[str, object]]], after: dict[str, list[dict[str, object]]]
+) -> str:
+    """What a re-run published that it should have reused: each new version beside the
+    existing versions of the same digest and what differs between them (names only)."""
+    lines = []
+    for key, now in after.items():
+        old = {str(v["version"]) for v in before.get(key, [])}
+        for new in (v for v in now if str(v["version"]) not in old):
+            twins = [v for v in before.get(key, []) if v["digest"] == new["digest"]]
+            diffs = [
+                f"v{t['version']}: "
+                + (", ".join(f for f in new if f not in ("version",) and new[f] != t[f]) or "same")
+                for t in twins
+            ]
+            lines.append(
+                f"{key}: new v{new['version']} digest {new['digest']}; "
+                f"same-digest versions before: {'; '.join(diffs) or 'none'}"
+            )
+    return "\n".join(lines)
 
 
 @pytest.mark.parametrize(
@@ -102,7 +136,7 @@ def test_killed_at_a_step_boundary_then_rerun_converges(
     assert killed.exit_code == -signal.SIGKILL
     left = Ledger().get(seen.deploy_id)
     assert left is not None and left.outcome is Outcome.RUNNING, "a SIGKILL cannot close it"
-    published = version_counts(fault.config)
+    published = published_versions(fault.config)
 
     attempt = fault.deploy()  # the next deploy (of the healthy image) converges
     attempt.seconds += killed.seconds
@@ -126,7 +160,8 @@ def test_killed_at_a_step_boundary_then_rerun_converges(
         assert closed.rollback and closed.rollback["by"] == "recovery"
         assert all(closed.functions[k].restore_verified for k in moved), closed.rollback
     # The healthy digest already has versions: the re-run reuses them, nothing piles up.
-    assert version_counts(fault.config) == published
+    after = published_versions(fault.config)
+    assert after == published, piled_up(published, after)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,8 @@ from .conftest import FAULTS_ENV, FaultRun
 from .daemons import kill, stack_pid
 from .test_orchestration import other_image
 
-pytestmark = pytest.mark.stack
+# These rows kill daemons every test shares: no other stack test runs meanwhile.
+pytestmark = [pytest.mark.stack, pytest.mark.alone]
 
 LOST_LOCK_WITHIN_S = 5.0  # the target: a lost deploy lock is acted on within 5 s
 

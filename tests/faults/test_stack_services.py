@@ -35,7 +35,8 @@ from .conftest import FAULTS_ENV, FaultRun
 from .daemons import kill, stack_pid
 from .test_orchestration import other_image
 
-pytestmark = pytest.mark.stack
+# These rows kill daemons every test shares: no other stack test runs meanwhile.
+pytestmark = [pytest.mark.stack, pytest.mark.alone]
 
 # What an all-at-once deploy runs after the alias moved, then its check before success.
 AFTER_SHIFT = ("smoke", "log scan", "ground truth", "success")
