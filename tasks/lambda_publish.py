@@ -37,9 +37,6 @@ from tasks.lambda_read import (
 
 POLL_DELAY_S = 1
 DEFAULT_WAIT_S = 180.0
-# A re-run after a crash finds its version among the newest; scanning every version of a
-# long-lived function would cost one GetFunction each for no gain.
-REUSE_SCAN_LIMIT = 25
 
 
 class ForeignCode(AwsError):
@@ -120,7 +117,11 @@ def _require_unchanged(lam: Any, live_fn: LiveFunction) -> None:
 
 
 def _find_version(lam: Any, live_fn: LiveFunction, image_uri: str) -> dict[str, Any] | None:
-    """The newest published version running image_uri with live_fn's configuration."""
+    """The newest published version running image_uri with live_fn's configuration.
+
+    The listing gives each version's CodeSha256 (an image's manifest digest), so only the
+    versions of this digest are read in full, however many versions were published since:
+    the healthy image of a long-lived function is reused, never published again."""
     versions: list[dict[str, Any]] = []
     try:
         for page in lam.get_paginator("list_versions_by_function").paginate(
@@ -129,9 +130,14 @@ def _find_version(lam: Any, live_fn: LiveFunction, image_uri: str) -> dict[str, 
             versions.extend(v for v in page.get("Versions", []) if v.get("Version") != LATEST)
     except (ClientError, BotoCoreError) as exc:
         raise aws_error(exc, "lambda:ListVersionsByFunction", live_fn.name) from exc
-    same_config = [v for v in versions if not _runtime_differences(live_fn, v)]
-    same_config.sort(key=lambda v: int(v["Version"]), reverse=True)
-    for candidate in same_config[:REUSE_SCAN_LIMIT]:
+    sha = _sha_of(image_uri)
+    candidates = [
+        v
+        for v in versions
+        if v.get("CodeSha256") == sha and not _runtime_differences(live_fn, v)
+    ]
+    candidates.sort(key=lambda v: int(v["Version"]), reverse=True)
+    for candidate in candidates:
         found = get_function(lam, live_fn.name, candidate["Version"])
         if found.get("Code", {}).get("ImageUri") == image_uri:
             return found["Configuration"]

@@ -90,9 +90,19 @@ class LaneScheduling(LoadGroupScheduling):
         return self._lanes.get(nodeid, nodeid)
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadGroupScheduling | None:
-    """The lane scheduler for ``--dist loadgroup`` (xdist's own for every other mode)."""
-    return LaneScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
+class Lanes:
+    """The plugin that gives pytest-xdist the lane scheduler (registered only with xdist)."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadGroupScheduling | None:
+        """The lane scheduler for ``--dist loadgroup`` (xdist's own for every other mode)."""
+        return LaneScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the lanes with pytest-xdist when it is loaded (``-p no:xdist`` runs serially)."""
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(Lanes(), "gangway-lanes")
 
 
 @contextmanager

@@ -405,8 +405,8 @@ def _until_update(stub: Stubber) -> None:
     stub.add_response("get_alias", ALIAS_V1, {"FunctionName": NAME, "Name": "live"})
     latest = {"Configuration": _conf(), "Code": {"ImageUri": DIGEST_A}}
     stub.add_response("get_function", latest, {"FunctionName": NAME, "Qualifier": "$LATEST"})
+    # Version 1 runs DIGEST_A (its listed CodeSha256): not read in full, nothing to reuse.
     stub.add_response("list_versions_by_function", {"Versions": [_conf(), _conf("1")]})
-    stub.add_response("get_function", {"Configuration": _conf("1"), "Code": {"ImageUri": DIGEST_A}})
     stub.add_response("get_function_configuration", _conf())  # Active (not Pending)
     stub.add_response("get_function_configuration", _conf())  # no update in progress
     stub.add_response("update_function_code", _conf(CodeSha256="b" * 64))
@@ -533,6 +533,30 @@ def test_the_reuse_scan_reads_every_page_of_versions(offline: DeployConfig, stub
     deployed = deploy_version(offline, _live(), DIGEST_B, wait_s=5)
     assert deployed.reused and deployed.version == "2"
     assert deployed.code_sha256 == "b" * 64
+
+
+def test_the_healthy_version_is_reused_however_many_versions_came_after_it(
+    offline: DeployConfig, stub: Stubber
+) -> None:
+    # The healthy image's version 1 and 30 newer versions of canaries (each its own digest),
+    # as a matrix or a busy month leaves them. The listing's CodeSha256 finds version 1 at
+    # once; a scan of only the newest versions (GetFunction each) published a duplicate.
+    stub.add_response("get_alias", ALIAS_V1, {"FunctionName": NAME, "Name": "live"})
+    latest = {"Configuration": _conf(), "Code": {"ImageUri": DIGEST_A}}
+    stub.add_response("get_function", latest, {"FunctionName": NAME, "Qualifier": "$LATEST"})
+    canaries = [_conf(str(n), CodeSha256=f"{n:064x}") for n in range(2, 32)]
+    stub.add_response(
+        "list_versions_by_function",
+        {"Versions": [_conf(), _conf("1", CodeSha256="b" * 64), *canaries]},
+        {"FunctionName": NAME},
+    )
+    on_b = {"Configuration": _conf("1", CodeSha256="b" * 64), "Code": {"ImageUri": DIGEST_B}}
+    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": "1"})
+    stub.add_response("get_function_configuration", _conf("1", CodeSha256="b" * 64))  # Active
+    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": "1"})
+    deployed = deploy_version(offline, _live(), DIGEST_B, wait_s=5)
+    assert deployed.reused and deployed.version == "1"
+    stub.assert_no_pending_responses()
 
 
 @pytest.fixture
