@@ -64,7 +64,12 @@ def test_a_deploy_started_as_prefect_yaml_says_runs_on_the_worker(stack: object)
     )
     assert run.state is not None and run.state.is_completed(), run.state
     assert run.name.startswith(f"{ENV} · ") and run.name.endswith(" · deploy"), run.name
-    fresh = [r for i in Ledger().deploy_ids() if i not in known and (r := Ledger().get(i))]
+    # This environment's records only: the other lane deploys elsewhere meanwhile.
+    fresh = [
+        r
+        for i in Ledger().deploy_ids(ENV)
+        if i not in known and (r := Ledger().get(i))
+    ]
     assert [r.flow_run_id for r in fresh] == [str(run.id)], fresh
     record = fresh[0]
     assert record.outcome is Outcome.SUCCEEDED, record.message

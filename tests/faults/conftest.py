@@ -45,6 +45,7 @@ from gangway.record import DeployRecord, Outcome
 from rehearsal import fault_matrix, iam
 from rehearsal.fault_matrix import STRANDED, STRANDED_LIMIT_S, FaultRow
 from rehearsal.mariadb_setup import AWS_TEST_ENV, read_stack_env, stack_env_path
+from rehearsal.pytest_matrix import DECLARED
 from tasks import lambda_alias, lambda_read, schema
 from tasks.ledger import Ledger
 from tasks.source import source_revision
@@ -549,7 +550,6 @@ def _consistency(record: DeployRecord, verdict: str) -> list[str]:
 # ------------------------------------------------------------------------------- fixtures
 RUN = pytest.StashKey[FaultRun]()
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
-DECLARED = pytest.StashKey[dict[str, str]]()
 
 
 @pytest.fixture(scope="session")
@@ -704,28 +704,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if rows:
         fault_matrix.declare(rows)
         config.stash[DECLARED] = rows
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Print the matrix and its RESULT line after a session that declared rows."""
-    declared = config.stash.get(DECLARED, None)
-    if declared is None and config.pluginmanager.hasplugin("dsession"):
-        # Under pytest-xdist the controller collects nothing itself; its workers declared.
-        declared = fault_matrix.declared()
-    if not declared:
-        return
-    rows = fault_matrix.complete(declared, fault_matrix.load())
-    terminalreporter.write_sep("=", "fault matrix")
-    terminalreporter.write_line(fault_matrix.render_table(rows))
-    stranded = fault_matrix.stranded_names(rows)
-    if stranded:
-        terminalreporter.write_line(
-            f"stranded (traffic left moved beyond {fault_matrix.STRANDED_LIMIT_S:.0f}s): "
-            + "; ".join(stranded)
-        )
-    terminalreporter.write_line(
-        fault_matrix.result_line(declared, rows, fault_matrix.load_sweep())
-    )
 
 
 @pytest.fixture
