@@ -400,11 +400,24 @@ def _live() -> LiveFunction:
     )
 
 
-def _until_update(stub: Stubber) -> None:
-    """Stub a deploy of DIGEST_B up to and including UpdateFunctionCode."""
+def _until_listing(stub: Stubber) -> None:
+    """Stub a deploy's first reads: the alias, then $LATEST running DIGEST_A."""
     stub.add_response("get_alias", ALIAS_V1, {"FunctionName": NAME, "Name": "live"})
     latest = {"Configuration": _conf(), "Code": {"ImageUri": DIGEST_A}}
     stub.add_response("get_function", latest, {"FunctionName": NAME, "Qualifier": "$LATEST"})
+
+
+def _reused(stub: Stubber, version: str) -> None:
+    """Stub the reads of a reused version running DIGEST_B: in full, Active, verified."""
+    on_b = {"Configuration": _conf(version, CodeSha256="b" * 64), "Code": {"ImageUri": DIGEST_B}}
+    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": version})
+    stub.add_response("get_function_configuration", _conf(version, CodeSha256="b" * 64))  # Active
+    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": version})
+
+
+def _until_update(stub: Stubber) -> None:
+    """Stub a deploy of DIGEST_B up to and including UpdateFunctionCode."""
+    _until_listing(stub)
     # Version 1 runs DIGEST_A (its listed CodeSha256): not read in full, nothing to reuse.
     stub.add_response("list_versions_by_function", {"Versions": [_conf(), _conf("1")]})
     stub.add_response("get_function_configuration", _conf())  # Active (not Pending)
@@ -513,9 +526,7 @@ def test_a_restore_that_does_not_read_back_is_not_proven(
 def test_the_reuse_scan_reads_every_page_of_versions(offline: DeployConfig, stub: Stubber) -> None:
     # The version running the digest is on the second page (Lambda lists oldest first): a
     # scan of the first page alone would publish a duplicate instead of reusing it.
-    stub.add_response("get_alias", ALIAS_V1, {"FunctionName": NAME, "Name": "live"})
-    latest = {"Configuration": _conf(), "Code": {"ImageUri": DIGEST_A}}
-    stub.add_response("get_function", latest, {"FunctionName": NAME, "Qualifier": "$LATEST"})
+    _until_listing(stub)
     stub.add_response(
         "list_versions_by_function",
         {"Versions": [_conf(), _conf("1")], "NextMarker": "page-2"},
@@ -526,10 +537,7 @@ def test_the_reuse_scan_reads_every_page_of_versions(offline: DeployConfig, stub
         {"Versions": [_conf("2", CodeSha256="b" * 64)]},
         {"FunctionName": NAME, "Marker": "page-2"},
     )
-    on_b = {"Configuration": _conf("2", CodeSha256="b" * 64), "Code": {"ImageUri": DIGEST_B}}
-    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": "2"})
-    stub.add_response("get_function_configuration", _conf("2", CodeSha256="b" * 64))  # Active
-    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": "2"})
+    _reused(stub, "2")
     deployed = deploy_version(offline, _live(), DIGEST_B, wait_s=5)
     assert deployed.reused and deployed.version == "2"
     assert deployed.code_sha256 == "b" * 64
@@ -541,19 +549,14 @@ def test_the_healthy_version_is_reused_however_many_versions_came_after_it(
     # The healthy image's version 1 and 30 newer versions of canaries (each its own digest),
     # as a matrix or a busy month leaves them. The listing's CodeSha256 finds version 1 at
     # once; a scan of only the newest versions (GetFunction each) published a duplicate.
-    stub.add_response("get_alias", ALIAS_V1, {"FunctionName": NAME, "Name": "live"})
-    latest = {"Configuration": _conf(), "Code": {"ImageUri": DIGEST_A}}
-    stub.add_response("get_function", latest, {"FunctionName": NAME, "Qualifier": "$LATEST"})
+    _until_listing(stub)
     canaries = [_conf(str(n), CodeSha256=f"{n:064x}") for n in range(2, 32)]
     stub.add_response(
         "list_versions_by_function",
         {"Versions": [_conf(), _conf("1", CodeSha256="b" * 64), *canaries]},
         {"FunctionName": NAME},
     )
-    on_b = {"Configuration": _conf("1", CodeSha256="b" * 64), "Code": {"ImageUri": DIGEST_B}}
-    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": "1"})
-    stub.add_response("get_function_configuration", _conf("1", CodeSha256="b" * 64))  # Active
-    stub.add_response("get_function", on_b, {"FunctionName": NAME, "Qualifier": "1"})
+    _reused(stub, "1")
     deployed = deploy_version(offline, _live(), DIGEST_B, wait_s=5)
     assert deployed.reused and deployed.version == "1"
     stub.assert_no_pending_responses()

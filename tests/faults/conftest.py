@@ -558,16 +558,20 @@ def matrix_started(stack: object) -> float:
     return time.time()
 
 
-def deploy_healthy(env: str) -> DeployRecord:
-    """A successful deploy of the working tree to env, its schema at head first."""
+@pytest.fixture
+def row_env() -> str:
+    """The environment a row deploys (a module that needs another overrides this)."""
+    return FAULTS_ENV
+
+
+def _deploy_healthy(env: str) -> DeployRecord:
     schema.upgrade(load_config(env))
     record = deploy(env=env)
     assert isinstance(record, DeployRecord) and record.outcome is Outcome.SUCCEEDED, record
     return record
 
 
-def deploy_validated_head(env: str) -> DeployRecord:
-    """A succeeded deploy of HEAD from a clean checkout to env: an image promotion can name."""
+def _deploy_validated_head(env: str) -> DeployRecord:
     head = source_revision(REPO_ROOT, []).sha
     found = [
         r
@@ -582,21 +586,32 @@ def deploy_validated_head(env: str) -> DeployRecord:
 
 
 @pytest.fixture(scope="session")
-def healthy(matrix_started: float) -> DeployRecord:
-    """One successful deploy first, so every row starts from a healthy alias."""
-    return deploy_healthy(FAULTS_ENV)
+def once_per_env(matrix_started: float) -> Callable[..., DeployRecord]:
+    """Run a setup deploy once per environment and session, then hand back its record."""
+    done: dict[tuple[str, str], DeployRecord] = {}
 
+    def once(setup: Callable[[str], DeployRecord], env: str) -> DeployRecord:
+        if (setup.__name__, env) not in done:
+            done[setup.__name__, env] = setup(env)
+        return done[setup.__name__, env]
 
-@pytest.fixture(scope="session")
-def validated_head(healthy: DeployRecord) -> DeployRecord:
-    """A succeeded deploy of HEAD from a clean checkout: an image promotion can name."""
-    return deploy_validated_head(FAULTS_ENV)
+    return once
 
 
 @pytest.fixture
-def row_env() -> str:
-    """The environment a row deploys (a module that needs another overrides this)."""
-    return FAULTS_ENV
+def healthy(once_per_env: Callable[..., DeployRecord], row_env: str) -> DeployRecord:
+    """One successful deploy of the row's environment first, so every row starts from a
+    healthy alias (once per environment and session)."""
+    return once_per_env(_deploy_healthy, row_env)
+
+
+@pytest.fixture
+def validated_head(
+    once_per_env: Callable[..., DeployRecord], row_env: str, healthy: DeployRecord
+) -> DeployRecord:
+    """A succeeded deploy of HEAD from a clean checkout to the row's environment: an image
+    promotion can name."""
+    return once_per_env(_deploy_validated_head, row_env)
 
 
 def _marker(item: pytest.Item) -> pytest.Mark | None:

@@ -26,7 +26,7 @@ from rehearsal import system
 from tasks import schema
 from tasks.source import _git
 
-from .conftest import TRACEBACK, FaultRun, deploy_healthy, deploy_validated_head, read_aliases
+from .conftest import TRACEBACK, FaultRun, read_aliases
 from .test_input import PREFECT_ERROR, unseen_commit
 
 pytestmark = pytest.mark.xdist_group("main")
@@ -41,18 +41,6 @@ POLICY = "promotion policy"
 def row_env() -> str:
     """The promotion rows deploy (and promote from) dev."""
     return SOURCE
-
-
-@pytest.fixture(scope="module")
-def healthy(stack: object) -> DeployRecord:
-    """The source starts healthy (the matrix's own fixture deploys the matrix's environment)."""
-    return deploy_healthy(SOURCE)
-
-
-@pytest.fixture(scope="module")
-def validated_head(healthy: DeployRecord) -> DeployRecord:
-    """dev's succeeded deploy of HEAD from a clean checkout: what every row promotes."""
-    return deploy_validated_head(SOURCE)
 
 
 def _aim(fault: FaultRun, env: str = TARGET) -> None:
