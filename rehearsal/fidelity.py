@@ -13,7 +13,6 @@ runs with. ``OFF`` is the old, instant rehearsal (``bench/deploy.py`` compares b
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 
 from gangway.config import gangway_home
 from gangway.errors import StackError
+from gangway.file_lock import locked
 
 FILE_NAME = "fidelity.json"
 
@@ -151,14 +151,8 @@ _write_lock = threading.Lock()
 def _editing(home: Path | None) -> Iterator[None]:
     """One read-modify-write of the settings at a time, across threads and processes (the
     suite's two lanes override their own prefixes side by side)."""
-    path = settings_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _write_lock, path.with_suffix(".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with _write_lock, locked(settings_path(home).with_suffix(".lock")):
+        yield
 
 
 @contextmanager

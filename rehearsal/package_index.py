@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import html
 import json
@@ -34,6 +33,7 @@ from urllib.parse import quote, unquote
 from gangway.config import REPO_ROOT, DeployConfig
 from gangway.dockerfile import instructions
 from gangway.errors import StackError
+from gangway.file_lock import locked
 from rehearsal import system
 from rehearsal.system import LOOPBACK
 
@@ -128,12 +128,8 @@ class FillResult:
 @contextlib.contextmanager
 def _fill_lock(home: Path | None) -> Iterator[None]:
     # Two fills at once would let one pip read a wheel the other is still writing.
-    with (wheelhouse(home) / ".fill.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with locked(wheelhouse(home) / ".fill.lock"):
+        yield
 
 
 def _platform(architecture: str) -> str:

@@ -11,7 +11,6 @@ idempotent and timed; a second up() with everything running takes a few seconds.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sys
@@ -28,6 +27,7 @@ from gangway.config import (
     load_config,
 )
 from gangway.errors import GangwayError, StackError
+from gangway.file_lock import locked
 from rehearsal import (
     auth_registry,
     base_image,
@@ -348,12 +348,8 @@ def _step(status: StackStatus, name: str, action: Callable[[], Component]) -> Co
 @contextlib.contextmanager
 def _exclusive(home: Path | None = None) -> Iterator[None]:
     """One up()/down() at a time per home: parallel test workers must not start daemons twice."""
-    with (system.home_dir("run", home) / "stack.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with locked(system.home_dir("run", home) / "stack.lock"):
+        yield
 
 
 def up(envs: list[str] | None = None, *, reseed: bool = False) -> StackStatus:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -25,6 +24,7 @@ from docker.errors import APIError, BuildError, DockerException, ImageNotFound
 from gangway.config import DeployConfig, gangway_home
 from gangway.dockerfile import PREDEFINED_ARGS, base_images, declared_args
 from gangway.errors import ConfigError, DockerError
+from gangway.file_lock import locked
 from tasks.source import SourceRevision
 
 REVISION_LABEL = "org.opencontainers.image.revision"
@@ -215,15 +215,9 @@ def check_build_args(config: DeployConfig) -> None:
 
 @contextmanager
 def _context_lock(context: Path) -> Iterator[None]:
-    locks = gangway_home() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
     name = hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:16]
-    with (locks / f"build-{name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with locked(gangway_home() / "locks" / f"build-{name}.lock"):
+        yield
 
 
 def _build_locked(

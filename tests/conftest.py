@@ -66,9 +66,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if mark is not None:
             lanes[item.nodeid] = str(mark.args[0])
         elif uses_stack(item):
-            lane = "qa" if FAULTS_DIR in item.path.parents else "main"
-            item.add_marker(pytest.mark.xdist_group(lane))
-            lanes[item.nodeid] = lane
+            lanes[item.nodeid] = "qa" if FAULTS_DIR in item.path.parents else "main"
     if os.environ.get("PYTEST_XDIST_WORKER"):
         target = gangway_home() / LANES_FILE
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -139,15 +137,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.fixture(scope="session")
 def stack() -> object:
-    """The rehearsal stack, brought up once (cheap when it is already running); one worker
-    at a time, since both lanes' workers start together."""
+    """The rehearsal stack, brought up once (cheap when it is already running)."""
     from rehearsal import stack as rehearsal_stack
 
-    home = gangway_home()
-    home.mkdir(parents=True, exist_ok=True)
-    with (home / "tests.up").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        status = rehearsal_stack.up()
+    status = rehearsal_stack.up()  # one worker at a time: up() holds the home's stack lock
     apply_env_file()
     return status
 

@@ -618,13 +618,6 @@ def _marker(item: pytest.Item) -> pytest.Mark | None:
     return item.get_closest_marker("fault")
 
 
-def row_id(item: pytest.Item) -> str:
-    """The row's test id, without the ``@lane`` pytest-xdist appends under --dist loadgroup
-    (after some workers declared and before others wrote: the row must be the same id)."""
-    nodeid = item.nodeid
-    return nodeid.rsplit("@", 1)[0] if nodeid.rfind("@") > nodeid.rfind("]") else nodeid
-
-
 @pytest.fixture
 def fault(
     request: pytest.FixtureRequest,
@@ -638,7 +631,7 @@ def fault(
     run = FaultRun(
         description=str(marker.args[0]),
         group=str(marker.kwargs.get("group", "")),
-        test=row_id(request.node),
+        test=request.node.nodeid,
         capture=capfd,
         env=row_env,
     )
@@ -682,7 +675,7 @@ def final_row(item: pytest.Item, reports: dict[str, pytest.TestReport]) -> Fault
         },
         fault=str(marker.args[0]),
         group=str(marker.kwargs.get("group", "")),
-        test=row_id(item),
+        test=item.nodeid,
         alias_after=_aliases_text(run),
     )
 
@@ -715,7 +708,7 @@ def pytest_runtest_makereport(
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Declare the rows this session will run (after -k/-m deselection), before any runs."""
-    rows = {row_id(item): str(m.args[0]) for item in items if (m := _marker(item)) is not None}
+    rows = {item.nodeid: str(m.args[0]) for item in items if (m := _marker(item)) is not None}
     if rows:
         fault_matrix.declare(rows)
         config.stash[DECLARED] = rows
